@@ -1,0 +1,176 @@
+"""`SVIWanImageToVideoPipeline`: diffusers' Wan I2V pipeline with SVI conditioning.
+
+Only `prepare_latents` changes: instead of VAE-encoding [image, zeros…] it builds
+the condition the SVI LoRAs were trained with. Everything else — text encoding,
+the two-expert denoising loop, schedulers, offload, LoRA loading — is diffusers'.
+
+SVI 2.0 Pro (latent mode, Wan2.2-I2V-A14B):
+    condition latent = [anchor_latent, motion_latents, zeros]  along latent time
+    anchor_latent:  (1, 16, 1, h, w)  normalised VAE latent of the reference
+    motion_latents: (1, 16, m, h, w)  last m latent frames of the previous clip's
+                    denoised, normalised latents (absent for the first clip)
+    Nothing is decoded and re-encoded; padding is zeros in latent space.
+
+SVI Film / Shot (pixel mode, Wan2.1-I2V-14B-480P with CLIP):
+    condition video = [motion_frames, padding] (num_frames pixel frames) → VAE → normalise
+    motion_frames:  (N, 3, H, W) in [-1, 1], the previous clip's last N decoded frames
+                    (the reference image for the first clip)
+    padding:        zeros (Film) or the reference repeated (Shot)
+
+In both modes the mask is 1 on latent frame 0 (all 4 mask channels) and 0 elsewhere,
+so the transformer input is cat([noise (16), mask (4), condition (16)]) = 36 channels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from diffusers import WanImageToVideoPipeline
+from diffusers.utils.torch_utils import randn_tensor
+
+LATENT_MODE = "latent"
+PIXEL_MODE = "pixel"
+
+
+@dataclass
+class SVICondition:
+    """What the next clip is conditioned on (see the module docstring for shapes)."""
+
+    mode: str
+    anchor_latent: torch.Tensor | None = None
+    motion_latents: torch.Tensor | None = None
+    motion_frames: torch.Tensor | None = None
+    padding_frame: torch.Tensor | None = None  # (3, H, W) in [-1, 1]; None pads with zeros
+
+
+class SVIWanImageToVideoPipeline(WanImageToVideoPipeline):
+    """WanImageToVideoPipeline whose condition latent follows the SVI recipes."""
+
+    _svi_condition: SVICondition | None = None
+
+    def __call__(self, *args, svi_condition: SVICondition | None = None, **kwargs):
+        """Same arguments as WanImageToVideoPipeline, plus `svi_condition`.
+
+        Without `svi_condition` the pipeline behaves exactly like diffusers' own.
+        """
+        self._svi_condition = svi_condition
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            self._svi_condition = None
+
+    # -- latents ---------------------------------------------------------------------------
+
+    def latents_mean_std(self, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel (mean, std) of the VAE latent space, shaped (1, z_dim, 1, 1, 1)."""
+        z_dim = self.vae.config.z_dim
+        mean = torch.tensor(self.vae.config.latents_mean).view(1, z_dim, 1, 1, 1).to(device, dtype)
+        std = torch.tensor(self.vae.config.latents_std).view(1, z_dim, 1, 1, 1).to(device, dtype)
+        return mean, std
+
+    @torch.no_grad()
+    def encode_normalised(self, video: torch.Tensor) -> torch.Tensor:
+        """VAE-encode a pixel video (B, 3, T, H, W) in [-1, 1] → normalised latents (B, 16, T', H/8, W/8)."""
+        video = video.to(device=self.vae.device, dtype=self.vae.dtype)
+        latent = self.vae.encode(video).latent_dist.mode()
+        mean, std = self.latents_mean_std(latent.device, torch.float32)
+        return (latent.float() - mean) / std
+
+    @torch.no_grad()
+    def decode_normalised(self, latents: torch.Tensor) -> torch.Tensor:
+        """Normalised latents (B, 16, T', h, w) → uint8 frames (B, T, H, W, 3)."""
+        mean, std = self.latents_mean_std(self.vae.device, self.vae.dtype)
+        latents = latents.to(device=self.vae.device, dtype=self.vae.dtype) * std + mean
+        video = self.vae.decode(latents, return_dict=False)[0]  # (B, 3, T, H, W) in [-1, 1]
+        video = ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        return video.permute(0, 2, 3, 4, 1).cpu()
+
+    def first_frame_mask(self, batch_size, num_latent_frames, latent_height, latent_width, device, dtype):
+        """Mask (B, 4, T', h, w): 1 on latent frame 0 (the 4 pixel frames it stands for), 0 elsewhere."""
+        mask = torch.zeros(
+            batch_size, self.vae_scale_factor_temporal, num_latent_frames, latent_height, latent_width,
+            device=device, dtype=dtype,
+        )
+        mask[:, :, 0] = 1
+        return mask
+
+    def prepare_latents(
+        self,
+        image,
+        batch_size,
+        num_channels_latents=16,
+        height=480,
+        width=832,
+        num_frames=81,
+        dtype=None,
+        device=None,
+        generator=None,
+        latents=None,
+        last_image=None,
+    ):
+        condition = self._svi_condition
+        if condition is None:
+            return super().prepare_latents(
+                image, batch_size, num_channels_latents, height, width, num_frames,
+                dtype, device, generator, latents, last_image,
+            )
+        if last_image is not None or self.config.expand_timesteps:
+            raise ValueError("SVI conditioning supports neither last_image nor Wan2.2 TI2V-5B.")
+
+        # 1. Noise, drawn exactly as diffusers draws it (so seeds mean the same thing).
+        num_latent_frames = (num_frames - 1) // self.vae_scale_factor_temporal + 1
+        latent_height = height // self.vae_scale_factor_spatial
+        latent_width = width // self.vae_scale_factor_spatial
+        shape = (batch_size, num_channels_latents, num_latent_frames, latent_height, latent_width)
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        else:
+            latents = latents.to(device=device, dtype=dtype)
+
+        # 2. Condition latent, per SVI mode.
+        if condition.mode == LATENT_MODE:
+            condition_latent = self._latent_mode_condition(condition, shape, device, dtype)
+        elif condition.mode == PIXEL_MODE:
+            condition_latent = self._pixel_mode_condition(condition, num_frames, height, width).to(device, dtype)
+        else:
+            raise ValueError(f"unknown SVI mode {condition.mode!r}")
+        condition_latent = condition_latent.repeat(batch_size, 1, 1, 1, 1)
+
+        # 3. Mask, then y = cat([mask (4), condition (16)]).
+        mask = self.first_frame_mask(batch_size, num_latent_frames, latent_height, latent_width, device, dtype)
+        return latents, torch.cat([mask, condition_latent], dim=1)
+
+    def _latent_mode_condition(self, condition: SVICondition, shape, device, dtype) -> torch.Tensor:
+        """[anchor, motion tail, zeros] along latent time; (1, 16, T', h, w)."""
+        _, channels, num_latent_frames, latent_height, latent_width = shape
+        anchor = condition.anchor_latent
+        if anchor is None or tuple(anchor.shape[-2:]) != (latent_height, latent_width):
+            raise ValueError(
+                f"anchor latent of shape {None if anchor is None else tuple(anchor.shape)} does not fit "
+                f"a {latent_height}x{latent_width} latent; re-encode the reference at this resolution."
+            )
+        parts = [anchor[:, :, :1].to(device, dtype)]
+        if condition.motion_latents is not None:
+            motion = condition.motion_latents.to(device, dtype)
+            if tuple(motion.shape[-2:]) != (latent_height, latent_width):
+                raise ValueError("motion latents come from a clip of another resolution.")
+            parts.append(motion)
+        used = sum(part.shape[2] for part in parts)
+        if used > num_latent_frames:
+            raise ValueError(f"{used} conditioning latent frames do not fit a clip of {num_latent_frames}.")
+        parts.append(torch.zeros(1, channels, num_latent_frames - used, latent_height, latent_width, device=device, dtype=dtype))
+        return torch.cat(parts, dim=2)
+
+    def _pixel_mode_condition(self, condition: SVICondition, num_frames, height, width) -> torch.Tensor:
+        """VAE([motion frames, padding]) normalised; (1, 16, T', h, w)."""
+        motion = condition.motion_frames.float()  # (N, 3, H, W)
+        if tuple(motion.shape[-2:]) != (height, width):
+            raise ValueError("motion frames come from a clip of another resolution.")
+        pad_count = num_frames - motion.shape[0]
+        if condition.padding_frame is None:
+            padding = motion.new_zeros(pad_count, 3, height, width)
+        else:
+            padding = condition.padding_frame.float().unsqueeze(0).expand(pad_count, -1, -1, -1)
+        video = torch.cat([motion, padding], dim=0).permute(1, 0, 2, 3).unsqueeze(0)  # (1, 3, T, H, W)
+        return self.encode_normalised(video)
