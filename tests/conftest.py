@@ -1,0 +1,40 @@
+"""Shared fixtures. Engines are built once per test session: building is the slow part."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tests never touch the hub
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def make_reference(width: int = 320, height: int = 192, seed: int = 0) -> Image.Image:
+    """A deterministic, textured reference image (gradients + shapes), so motion is measurable."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    image = np.stack([
+        (x * 255 / max(1, width - 1)),
+        (y * 255 / max(1, height - 1)),
+        ((x // 16 + y // 16) % 2) * 200 + 25,
+    ], axis=-1).astype(np.float32)
+    for _ in range(12):
+        cx, cy, r = rng.integers(0, width), rng.integers(0, height), rng.integers(6, 24)
+        image[(x - cx) ** 2 + (y - cy) ** 2 < r * r] = rng.integers(0, 255, size=3)
+    return Image.fromarray(image.clip(0, 255).astype(np.uint8))
+
+
+@pytest.fixture(scope="session")
+def reference_image() -> Image.Image:
+    return make_reference()
+
+
+@pytest.fixture(scope="session")
+def tiny_engine():
+    """The tiny Wan2.2 two-expert engine (SVI Pro layout). Shared: do not leave LoRAs loaded in it."""
+    from svi_studio.engines import load_engine
+
+    return load_engine("tiny")
