@@ -1,0 +1,619 @@
+"""The Director: the one object the CLI, the Python API and the UI all call.
+
+It owns a project on disk (`ProjectStore`) and an engine, and knows the order of
+things: which shots need rendering, which motion state each one consumes, which
+frames of each take make the film.
+
+    director = Director.create("films/cat", load_engine("draft"), reference=image,
+                               prompts=["close-up, slowly pulling back", "it jumps down"])
+    for event in director.render():          # a ClipEvent as each clip finishes
+        print(event.shot_index, event.clip_path, event.seam_score)
+    director.regenerate(1, cascade=True)      # re-roll shot 2 from shot 1's stored motion
+    director.export("cat.mp4")
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+from PIL import Image
+
+from .engines.base import Anchor, Cancelled, CancelToken, Engine
+from .motion import MotionState
+from .project.model import SHOT_OVERRIDE_KEYS, Project, ProjectError, Shot, Take, random_seed
+from .project.status import BROKEN, FRESH, MISSING, RENDERING, STALE, recipe_fingerprint, stale_reason
+from .project.store import BrokenTake, ProjectStore, image_fingerprint
+from .seams import seam_score
+from .settings import ClipSettings, SettingsError, fit_resolution, normalise_settings, validate_seed
+from .stitching import StitchRule, kept_range
+
+log = logging.getLogger(__name__)
+
+
+# -- events ---------------------------------------------------------------------------------
+
+
+@dataclass
+class StepEvent:
+    """One denoising step finished. job_index/job_size: this clip's place in the current job."""
+
+    shot_index: int
+    shot_id: str
+    step: int
+    total_steps: int
+    job_index: int
+    job_size: int
+    kind: str = "step"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ClipEvent:
+    """A clip finished and its take is on disk and selected."""
+
+    shot_index: int
+    shot_id: str
+    take_id: str
+    clip_path: str
+    seam_score: float | None
+    timings: dict[str, float]
+    job_index: int
+    job_size: int
+    kind: str = "clip"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class DoneEvent:
+    """The job ended: every planned clip rendered, or cancelled (finished clips are kept)."""
+
+    rendered: list[str] = field(default_factory=list)  # take ids, in order
+    cancelled: bool = False
+    kind: str = "done"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ShotStatus:
+    """What the UI and `status` show for one shot."""
+
+    index: int
+    shot_id: str
+    prompt: str
+    status: str
+    reason: str | None
+    selected_take: str | None
+    takes: list[str]
+    seed: int
+    seed_locked: bool
+    frames: int | None
+    start_s: float | None
+    end_s: float | None
+    seam_score: float | None
+    clip_path: str | None
+    camera: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class FilmSegment:
+    """The kept frames [start, end) of one selected take, in film order."""
+
+    shot_index: int
+    shot_id: str
+    take: Take
+    start: int
+    end: int
+    film_start: int  # index of this segment's first frame in the film
+
+
+StepCallback = Callable[[StepEvent], None]
+
+
+def full_prompt(shot_prompt: str, style_prompt: str) -> str:
+    """The prompt a clip is rendered with: the shot's own text, then the shared style/character text."""
+    shot_prompt, style_prompt = shot_prompt.strip(), style_prompt.strip()
+    if not style_prompt:
+        return shot_prompt
+    if not shot_prompt:
+        return style_prompt
+    joiner = " " if shot_prompt[-1] in ".!?。" else ". "
+    return f"{shot_prompt}{joiner}{style_prompt}"
+
+
+class Director:
+    """Renders, re-rolls, edits and exports one project with one engine."""
+
+    def __init__(self, store: ProjectStore, engine: Engine):
+        self.store = store
+        self.engine = engine
+        self.notices: list[str] = []
+        self.rendering: set[str] = set()  # shot ids being rendered right now
+        self._anchors: OrderedDict[tuple, Anchor] = OrderedDict()
+        self._frames: OrderedDict[str, np.ndarray] = OrderedDict()  # take id → decoded frames (small LRU)
+        self._adopt_engine()
+
+    # -- construction --------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, root: str | Path, engine: Engine, reference: Image.Image | None = None,
+               prompts: list[str] | tuple[str, ...] = (), style_prompt: str = "", negative_prompt: str = "",
+               name: str = "Untitled film", settings: dict[str, Any] | None = None,
+               seeds: list[int | None] | None = None) -> "Director":
+        """A new project in `root` (which must not hold one yet)."""
+        project = Project(name=name, style_prompt=style_prompt, negative_prompt=negative_prompt,
+                          engine=engine.preset_id, settings=engine.default_settings())
+        store = ProjectStore.create(root, project)
+        director = cls(store, engine)
+        if reference is not None:
+            director.set_reference(reference)
+        if settings:
+            director.update_settings(**settings)
+        for index, prompt in enumerate(prompts):
+            seed = seeds[index] if seeds and index < len(seeds) else None
+            director.add_shot(prompt, seed=seed, seed_locked=seed is not None)
+        return director
+
+    @classmethod
+    def open(cls, root: str | Path, engine: Engine) -> "Director":
+        return cls(ProjectStore.load(root), engine)
+
+    def _adopt_engine(self) -> None:
+        """A project opened with another engine keeps prompts, seeds and takes; sampler
+        settings and resolution switch to the new engine's defaults (its takes become stale)."""
+        project = self.project
+        if project.engine == self.engine.preset_id:
+            return
+        old = project.settings
+        fresh = self.engine.default_settings()
+        fresh = replace(fresh, num_motion_latents=old.num_motion_latents)
+        project.settings = self._fit_to_reference(fresh)
+        self.notices.append(
+            f"This project was made with '{project.engine}'; it now renders with '{self.engine.preset_id}'. "
+            "Its sampler settings and resolution follow the new engine; earlier takes are marked stale."
+        )
+        project.engine = self.engine.preset_id
+        self.store.save()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    @property
+    def project(self) -> Project:
+        return self.store.project
+
+    @property
+    def root(self) -> Path:
+        return self.store.root
+
+    def shot(self, index: int) -> Shot:
+        if not isinstance(index, int) or not 0 <= index < len(self.project.shots):
+            raise ProjectError(f"there is no shot {index + 1 if isinstance(index, int) else index!r}; "
+                               f"the film has {len(self.project.shots)} shots.")
+        return self.project.shots[index]
+
+    def shot_settings(self, shot: Shot) -> ClipSettings:
+        """Project settings with the shot's own overrides applied."""
+        return self.project.settings.merged(shot.overrides)
+
+    def shot_prompt(self, shot: Shot) -> str:
+        return full_prompt(shot.prompt, self.project.style_prompt)
+
+    def anchor_fingerprint(self, shot: Shot) -> str | None:
+        relative = shot.anchor_image or self.project.reference
+        if not relative:
+            return None
+        path = self.store.safe_path(relative)
+        return image_fingerprint(path) if path.is_file() else None
+
+    def recipe(self, shot: Shot) -> str:
+        settings = self.shot_settings(shot)
+        return recipe_fingerprint(self.shot_prompt(shot), self.project.negative_prompt, shot.seed,
+                                  settings.to_dict(), self.engine.preset_id, self.anchor_fingerprint(shot))
+
+    def shot_status(self, index: int) -> tuple[str, str | None]:
+        """(status, reason) of shot `index` — see project/status.py."""
+        shot = self.shot(index)
+        if shot.id in self.rendering:
+            return RENDERING, None
+        if shot.selected_take is None:
+            return MISSING, None
+        if shot.selected_take in self.store.broken_takes:
+            return BROKEN, self.store.broken_takes[shot.selected_take]
+        try:
+            take = self.store.take(shot.id, shot.selected_take)
+        except BrokenTake as error:
+            return BROKEN, str(error)
+        upstream = self.project.shots[index - 1].selected_take if index > 0 else None
+        reason = stale_reason(take, index == 0, upstream, self.recipe(shot))
+        return (STALE, reason) if reason else (FRESH, None)
+
+    def statuses(self) -> list[ShotStatus]:
+        """Every shot's status, take, seed, frame count, film seconds and seam score."""
+        segments = {segment.shot_id: segment for segment in self.film_segments(strict=False)}
+        fps = self.project.settings.fps
+        result = []
+        for index, shot in enumerate(self.project.shots):
+            status, reason = self.shot_status(index)
+            segment = segments.get(shot.id)
+            take = segment.take if segment else None
+            seam = None
+            if take and take.seam and index > 0 and take.seam.get("upstream_take") == self.project.shots[index - 1].selected_take:
+                seam = take.seam.get("score")
+            camera = (take.info.get("camera") or {}).get("summary") if take else None
+            result.append(ShotStatus(
+                index=index, shot_id=shot.id, prompt=shot.prompt, status=status, reason=reason,
+                selected_take=shot.selected_take, takes=list(shot.takes), seed=shot.seed,
+                seed_locked=shot.seed_locked, frames=take.num_frames if take else None,
+                start_s=round(segment.film_start / fps, 3) if segment else None,
+                end_s=round((segment.film_start + segment.end - segment.start) / fps, 3) if segment else None,
+                seam_score=seam,
+                clip_path=str(self.store.clip_path(shot.id, shot.selected_take)) if take else None,
+                camera=camera,
+            ))
+        return result
+
+    def planned_seconds(self) -> list[tuple[float, float]]:
+        """(start, end) seconds each shot will cover once rendered with the current settings."""
+        settings = self.project.settings
+        rule = self.engine.stitch_rule(settings)
+        count = len(self.project.shots)
+        cursor, spans = 0, []
+        for index in range(count):
+            start, end = kept_range(index, count, settings.num_frames, rule)
+            spans.append((round(cursor / settings.fps, 3), round((cursor + end - start) / settings.fps, 3)))
+            cursor += end - start
+        return spans
+
+    # -- editing -----------------------------------------------------------------------------
+
+    def set_reference(self, image: Image.Image) -> list[str]:
+        """Store the reference image and fit the resolution to its aspect ratio."""
+        self.store.set_reference(image)
+        self.project.settings = self._fit_to_reference(self.project.settings)
+        self._anchors.clear()
+        self.store.save()
+        s = self.project.settings
+        return [f"Clips will be {s.width}x{s.height} (the reference's aspect ratio, multiples of 16)."]
+
+    def _fit_to_reference(self, settings: ClipSettings) -> ClipSettings:
+        path = self.store.reference_path()
+        if path is None or not path.is_file():
+            return settings
+        with Image.open(path) as image:
+            width, height = fit_resolution(image.width, image.height, self.engine.max_area)
+        return replace(settings, width=width, height=height)
+
+    def set_story(self, style_prompt: str | None = None, negative_prompt: str | None = None,
+                  name: str | None = None) -> None:
+        if style_prompt is not None:
+            self.project.style_prompt = str(style_prompt)
+        if negative_prompt is not None:
+            self.project.negative_prompt = str(negative_prompt)
+        if name is not None:
+            self.project.name = str(name)[:200] or "Untitled film"
+        self.store.save()
+
+    def update_settings(self, **changes: Any) -> list[str]:
+        """Change project settings (validated; rounded values come back as notices)."""
+        data = self.project.settings.to_dict()
+        data.update(changes)
+        settings, notices = normalise_settings(data)
+        self.project.settings = settings
+        self.store.save()
+        return notices
+
+    def add_shot(self, prompt: str = "", seed: int | None = None, seed_locked: bool = False) -> Shot:
+        return self.insert_shot(len(self.project.shots), prompt, seed=seed, seed_locked=seed_locked)
+
+    def insert_shot(self, index: int, prompt: str = "", seed: int | None = None, seed_locked: bool = False) -> Shot:
+        """Insert a new shot at position `index` (0 = first). The shot after it becomes stale."""
+        if not 0 <= index <= len(self.project.shots):
+            raise ProjectError(f"cannot insert at position {index + 1}; the film has {len(self.project.shots)} shots.")
+        shot = Shot(prompt=str(prompt), seed=validate_seed(seed) if seed is not None else random_seed(),
+                    seed_locked=bool(seed_locked))
+        self.project.shots.insert(index, shot)
+        self.store.save()
+        return shot
+
+    def delete_shot(self, index: int) -> None:
+        """Delete a shot and its takes. The shot after it becomes stale."""
+        shot = self.shot(index)
+        if shot.id in self.rendering:
+            raise ProjectError("this shot is rendering; cancel first.")
+        del self.project.shots[index]
+        self.store.save()  # project.json first: a crash now leaves unreferenced files, never a dangling reference
+        for take_id in shot.takes:
+            self.store.delete_take_files(shot.id, take_id)
+
+    def move_shot(self, index: int, new_index: int) -> None:
+        """Move a shot; every shot whose predecessor changed becomes stale."""
+        shot = self.shot(index)
+        if not 0 <= new_index < len(self.project.shots):
+            raise ProjectError(f"cannot move to position {new_index + 1}; the film has {len(self.project.shots)} shots.")
+        del self.project.shots[index]
+        self.project.shots.insert(new_index, shot)
+        self.store.save()
+
+    def set_shot(self, index: int, prompt: str | None = None, seed: int | None = None,
+                 seed_locked: bool | None = None, overrides: dict[str, Any] | None = None,
+                 anchor_image: Image.Image | None = None, clear_anchor: bool = False) -> list[str]:
+        """Edit a shot. Changing what its clip depends on makes it stale (not re-rendered)."""
+        shot = self.shot(index)
+        notices: list[str] = []
+        if prompt is not None:
+            shot.prompt = str(prompt)
+        if seed is not None:
+            shot.seed = validate_seed(seed)
+        if seed_locked is not None:
+            shot.seed_locked = bool(seed_locked)
+        if overrides is not None:
+            unknown = set(overrides) - set(SHOT_OVERRIDE_KEYS)
+            if unknown:
+                raise SettingsError(f"a shot can override only {', '.join(SHOT_OVERRIDE_KEYS)}; not {', '.join(sorted(unknown))}.")
+            merged, notices = normalise_settings(self.project.settings.merged(overrides))
+            shot.overrides = {k: v for k, v in overrides.items() if v is not None}
+        if anchor_image is not None:
+            shot.anchor_image = self.store.add_anchor_image(anchor_image)
+            self._anchors.clear()
+        if clear_anchor:
+            shot.anchor_image = None
+        self.store.save()
+        return notices
+
+    def select_take(self, index: int, take_id: str) -> None:
+        """Make an earlier take the selected one (its shot's seed follows it); downstream shots go stale."""
+        shot = self.shot(index)
+        if take_id not in shot.takes:
+            raise ProjectError(f"shot {index + 1} has no take {take_id!r}.")
+        take = self.store.take(shot.id, take_id)
+        shot.selected_take = take_id
+        shot.seed = take.seed
+        self.store.save()
+
+    def delete_take(self, index: int, take_id: str) -> None:
+        shot = self.shot(index)
+        if take_id not in shot.takes:
+            raise ProjectError(f"shot {index + 1} has no take {take_id!r}.")
+        shot.takes.remove(take_id)
+        if shot.selected_take == take_id:
+            shot.selected_take = shot.takes[-1] if shot.takes else None
+            if shot.selected_take:
+                shot.seed = self.store.take(shot.id, shot.selected_take).seed
+        self.store.save()
+        self.store.delete_take_files(shot.id, take_id)
+
+    # -- rendering ---------------------------------------------------------------------------
+
+    def pending(self) -> list[int]:
+        """Indices of shots that are missing, stale or broken, in film order."""
+        return [i for i in range(len(self.project.shots)) if self.shot_status(i)[0] in (MISSING, STALE, BROKEN)]
+
+    def check_ready(self, indices: list[int] | None = None) -> None:
+        """Raise ProjectError (with what to do) if the shots cannot be rendered as they are."""
+        if not self.project.reference or self.store.reference_path() is None or not self.store.reference_path().is_file():
+            raise ProjectError("no reference image yet: upload one (it anchors the character and look of every shot).")
+        if not self.project.shots:
+            raise ProjectError("the film has no shots yet: add a shot with a prompt.")
+        for index in indices if indices is not None else range(len(self.project.shots)):
+            if not self.project.shots[index].prompt.strip():
+                raise ProjectError(f"shot {index + 1} has an empty prompt: describe what happens in it.")
+
+    def render(self, cancel: CancelToken | None = None, on_step: StepCallback | None = None) -> Iterator[ClipEvent | DoneEvent]:
+        """Render every missing or stale shot, in order; yield a ClipEvent as each clip finishes.
+
+        Shots are re-planned after every clip, so a shot made stale by the clip before it
+        (its upstream changed) is rendered too. Ends with a DoneEvent.
+        """
+        self.check_ready(self.pending())
+        yield from self._run(lambda rendered: next(iter(self.pending()), None), cancel, on_step)
+
+    def regenerate(self, index: int, seed: int | None = None, prompt: str | None = None,
+                   overrides: dict[str, Any] | None = None, cascade: bool = False,
+                   cancel: CancelToken | None = None, on_step: StepCallback | None = None) -> Iterator[ClipEvent | DoneEvent]:
+        """A new take of shot `index` from the stored motion of the upstream shot's selected take.
+
+        Upstream shots are never re-rendered. New seed: `seed` if given, else the shot's seed
+        if locked, else a fresh random one. With `cascade`, the shots after it that become
+        stale (or are missing) are rendered too, in order; without, they stay stale.
+        """
+        shot = self.shot(index)
+        if index > 0 and self.project.shots[index - 1].selected_take is None:
+            raise ProjectError(f"shot {index} has no take yet; render it first (shot {index + 1} continues from it).")
+        self.set_shot(index, prompt=prompt, overrides=overrides)
+        if seed is not None:
+            shot.seed = validate_seed(seed)
+        elif not shot.seed_locked:
+            shot.seed = random_seed()
+        self.store.save()
+        self.check_ready([index])
+        shots_after = {s.id for s in self.project.shots[index + 1:]}
+
+        def plan(rendered: list[str]) -> int | None:
+            if not rendered:
+                return index
+            if not cascade:
+                return None
+            for later in range(index + 1, len(self.project.shots)):
+                if self.project.shots[later].id in shots_after and self.shot_status(later)[0] in (MISSING, STALE, BROKEN):
+                    return later
+            return None
+
+        yield from self._run(plan, cancel, on_step)
+
+    def _run(self, next_index: Callable[[list[str]], int | None], cancel: CancelToken | None,
+             on_step: StepCallback | None) -> Iterator[ClipEvent | DoneEvent]:
+        rendered: list[str] = []
+        job_size = max(1, len(self.pending()))
+        while True:
+            index = next_index(rendered)
+            if index is None:
+                break
+            try:
+                event = self.render_shot(index, cancel=cancel, on_step=on_step,
+                                         job_index=len(rendered), job_size=max(job_size, len(rendered) + 1))
+            except Cancelled:
+                yield DoneEvent(rendered=rendered, cancelled=True)
+                return
+            rendered.append(event.take_id)
+            yield event
+        yield DoneEvent(rendered=rendered)
+
+    def render_shot(self, index: int, cancel: CancelToken | None = None, on_step: StepCallback | None = None,
+                    job_index: int = 0, job_size: int = 1) -> ClipEvent:
+        """Render one clip for shot `index` with its current prompt and seed; select the new take.
+
+        This is the unit of GPU work (one `@spaces.GPU` call on a Space). Raises Cancelled
+        (leaving no take behind) if `cancel` is set between steps.
+        """
+        shot = self.shot(index)
+        self.check_ready([index])
+        # 1. What this clip depends on.
+        settings, _ = normalise_settings(self.shot_settings(shot))
+        prompt = self.shot_prompt(shot)
+        upstream_take: str | None = None
+        motion_in: MotionState | None = None
+        if index > 0:
+            upstream = self.project.shots[index - 1]
+            if upstream.selected_take is None:
+                raise ProjectError(f"shot {index} has no take yet; shot {index + 1} continues from it.")
+            upstream_take = upstream.selected_take
+            motion_in = self.store.motion_out(upstream.id, upstream_take)
+        anchor = self._anchor(shot, settings)
+        recipe = self.recipe(shot)
+
+        # 2. Generate.
+        def step(done: int, total: int) -> None:
+            if on_step is not None:
+                on_step(StepEvent(index, shot.id, done, total, job_index, job_size))
+
+        self.rendering.add(shot.id)
+        try:
+            started = time.perf_counter()
+            clip = self.engine.generate_clip(anchor, motion_in, prompt, self.project.negative_prompt,
+                                             shot.seed, settings, on_step=step, cancel=cancel)
+            generated = time.perf_counter()
+
+            # 3. Seam against the upstream take's kept frames.
+            rule = self.engine.stitch_rule(settings)
+            seam = None
+            if upstream_take is not None:
+                upstream_shot = self.project.shots[index - 1]
+                before = self._take_frames(upstream_shot.id, upstream_take)
+                upstream_rule = StitchRule(**self.store.take(upstream_shot.id, upstream_take).stitch_rule)
+                before = before[: len(before) - upstream_rule.drop_tail]
+                seam = {"upstream_take": upstream_take, "score": seam_score(before, clip.frames[rule.drop_head:])}
+
+            # 4. Write the take (atomic), then select it.
+            take = Take(
+                id=self.store.new_take_id(), shot_id=shot.id, created=self.store.now(), prompt=prompt,
+                shot_prompt=shot.prompt, negative_prompt=self.project.negative_prompt, seed=shot.seed,
+                settings=settings.to_dict(), engine=self.engine.describe(), recipe=recipe,
+                upstream_take=upstream_take,
+                motion_in_fingerprint=motion_in.fingerprint() if motion_in is not None else None,
+                motion_out_fingerprint=clip.motion_out.fingerprint(), num_frames=int(clip.frames.shape[0]),
+                fps=settings.fps, width=int(clip.frames.shape[2]), height=int(clip.frames.shape[1]),
+                has_latents=clip.latents is not None, stitch_rule=rule.to_dict(), seam=seam,
+                info=_jsonable(clip.info),
+            )
+            self.store.write_take(take, clip.frames, clip.motion_out, motion_in, clip.latents)
+            written = time.perf_counter()
+            take.timings = {"generate_s": round(generated - started, 3), "write_s": round(written - generated, 3)}
+            self.store.update_take(take)
+            shot.takes.append(take.id)
+            shot.selected_take = take.id
+            self.store.save()
+        finally:
+            self.rendering.discard(shot.id)
+        self._remember_frames(take.id, clip.frames)
+        return ClipEvent(index, shot.id, take.id, str(self.store.clip_path(shot.id, take.id)),
+                         seam["score"] if seam else None, take.timings, job_index, job_size)
+
+    def _anchor(self, shot: Shot, settings: ClipSettings) -> Anchor:
+        relative = shot.anchor_image or self.project.reference
+        path = self.store.safe_path(relative)
+        key = (image_fingerprint(path), settings.width, settings.height)
+        if key not in self._anchors:
+            with Image.open(path) as image:
+                self._anchors[key] = self.engine.encode_anchor(image.convert("RGB"), settings)
+            while len(self._anchors) > 4:
+                self._anchors.popitem(last=False)
+        return self._anchors[key]
+
+    def _take_frames(self, shot_id: str, take_id: str) -> np.ndarray:
+        if take_id not in self._frames:
+            self._remember_frames(take_id, self.store.frames(shot_id, take_id))
+        self._frames.move_to_end(take_id)
+        return self._frames[take_id]
+
+    def _remember_frames(self, take_id: str, frames: np.ndarray) -> None:
+        self._frames[take_id] = frames
+        while len(self._frames) > 2:  # memory must not grow with the film's length
+            self._frames.popitem(last=False)
+
+    # -- the film -----------------------------------------------------------------------------
+
+    def film_segments(self, strict: bool = True) -> list[FilmSegment]:
+        """The selected takes in film order with the frames each contributes.
+
+        Each take is cut with the stitching rule it was rendered under (`kept_range`, the
+        one function preview and export share). strict: every shot must have a usable take;
+        otherwise shots without one are skipped (a preview of the film so far).
+        """
+        chosen = []
+        for index, shot in enumerate(self.project.shots):
+            take = None
+            if shot.selected_take and shot.selected_take not in self.store.broken_takes:
+                try:
+                    take = self.store.take(shot.id, shot.selected_take)
+                except BrokenTake:
+                    take = None
+            if take is None:
+                if strict:
+                    raise ProjectError(f"shot {index + 1} has no usable take; render it before exporting.")
+                continue
+            chosen.append((index, shot, take))
+        segments, cursor = [], 0
+        for position, (index, shot, take) in enumerate(chosen):
+            rule = StitchRule(**take.stitch_rule)
+            start, end = kept_range(position, len(chosen), take.num_frames, rule)
+            segments.append(FilmSegment(index, shot.id, take, start, end, film_start=cursor))
+            cursor += end - start
+        return segments
+
+    def preview(self, out_path: str | Path | None = None) -> Path | None:
+        """Write the stitched film so far (shots with takes) to preview.mp4; None if nothing yet."""
+        from .export import export_film
+
+        segments = self.film_segments(strict=False)
+        if not segments:
+            return None
+        out_path = Path(out_path or self.root / "preview.mp4")
+        export_film(self, out_path, segments=segments, quality="preview", write_timeline=False)
+        return out_path
+
+    def export(self, out_path: str | Path, audio: str | Path | None = None, crossfade: float = 0.0,
+               scale: float = 1.0) -> dict[str, Any]:
+        """Export the whole film (see export.py). Returns the timeline written beside it."""
+        from .export import export_film
+
+        return export_film(self, Path(out_path), audio=audio, crossfade=crossfade, scale=scale)
+
+
+def _jsonable(value: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(value, default=str))

@@ -1,0 +1,243 @@
+"""The project on disk: atomic writes, complete takes only, clear errors.
+
+A take is written into takes/<shot_id>/.partial-<take_id>/, fsynced, then renamed to
+takes/<shot_id>/<take_id>/ — so a take folder without the `.partial-` prefix is
+always complete. project.json is written after the rename (temp file, fsync,
+rename). A crash between the two leaves a complete take that project.json does not
+list yet; loading adopts it (unselected, or selected if its shot had none).
+Leftover `.partial-*` folders are incomplete by construction and are removed on load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from ..fsutil import atomic_write_bytes, atomic_write_json, fsync_dir
+from ..motion import MotionState
+from ..video_io import read_frames, write_mp4
+from .model import Project, ProjectError, Take, new_id
+
+log = logging.getLogger(__name__)
+
+PROJECT_FILE = "project.json"
+REFERENCE_FILE = "reference.png"
+TAKE_FILE = "take.json"
+CLIP_FILE = "clip.mp4"
+LATENTS_FILE = "latents.safetensors"
+MOTION_IN_FILE = "motion_in.safetensors"
+MOTION_OUT_FILE = "motion_out.safetensors"
+PARTIAL_PREFIX = ".partial-"
+
+
+class BrokenTake(ProjectError):
+    """A take whose files are missing or unreadable (it is shown as broken, never deleted)."""
+
+
+def image_fingerprint(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+class ProjectStore:
+    """One project folder. `project` is the in-memory state; `save()` writes project.json."""
+
+    def __init__(self, root: str | Path, project: Project):
+        self.root = Path(root)
+        self.project = project
+        self.broken_takes: dict[str, str] = {}  # take id → why it is broken
+
+    # -- create / load / save ---------------------------------------------------------------
+
+    @classmethod
+    def create(cls, root: str | Path, project: Project, reference: Image.Image | None = None) -> "ProjectStore":
+        root = Path(root)
+        if (root / PROJECT_FILE).exists():
+            raise ProjectError(f"{root} already holds a project; open it instead, or choose another folder.")
+        root.mkdir(parents=True, exist_ok=True)
+        store = cls(root, project)
+        if reference is not None:
+            store.set_reference(reference)
+        store.save()
+        return store
+
+    @classmethod
+    def load(cls, root: str | Path) -> "ProjectStore":
+        root = Path(root)
+        path = root / PROJECT_FILE
+        if not path.is_file():
+            raise ProjectError(f"{path} not found: this folder holds no SVI Studio project.")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ProjectError(
+                f"{path} is damaged ({error}). The file was left as it is; restore it from a bundle or backup."
+            ) from None
+        store = cls(root, Project.from_dict(data))
+        store._recover()
+        return store
+
+    def save(self) -> None:
+        atomic_write_json(self.root / PROJECT_FILE, self.project.to_dict())
+
+    def _recover(self) -> None:
+        """Drop partial take folders, adopt complete takes project.json does not list yet,
+        and mark listed takes whose files are missing or damaged as broken."""
+        changed = False
+        by_id = {shot.id: shot for shot in self.project.shots}
+        takes_root = self.root / "takes"
+        for shot_dir in sorted(takes_root.iterdir()) if takes_root.is_dir() else []:
+            if not shot_dir.is_dir():
+                continue
+            for take_dir in sorted(shot_dir.iterdir()):
+                if take_dir.name.startswith(PARTIAL_PREFIX):
+                    log.warning("removing incomplete take folder %s (left by an interrupted render)", take_dir)
+                    shutil.rmtree(take_dir, ignore_errors=True)
+                    continue
+                shot = by_id.get(shot_dir.name)
+                if shot is None or take_dir.name in shot.takes or not (take_dir / TAKE_FILE).is_file():
+                    continue
+                shot.takes.append(take_dir.name)  # complete, but the crash came before project.json
+                if shot.selected_take is None:
+                    shot.selected_take = take_dir.name
+                    shot.seed = self.take(shot.id, take_dir.name).seed
+                changed = True
+        for shot in self.project.shots:
+            for take_id in shot.takes:
+                problem = self._check_take_files(shot.id, take_id)
+                if problem:
+                    self.broken_takes[take_id] = problem
+        if changed:
+            self.save()
+
+    def _check_take_files(self, shot_id: str, take_id: str) -> str | None:
+        folder = self.take_dir(shot_id, take_id)
+        for name in (TAKE_FILE, CLIP_FILE, MOTION_OUT_FILE):
+            if not (folder / name).is_file():
+                return f"{folder / name} is missing"
+        try:
+            self.take(shot_id, take_id)
+        except ProjectError as error:
+            return str(error)
+        return None
+
+    # -- reference and anchors -------------------------------------------------------------
+
+    def set_reference(self, image: Image.Image) -> None:
+        atomic_write_bytes(self.root / REFERENCE_FILE, _png_bytes(image))
+        self.project.reference = REFERENCE_FILE
+
+    def reference_path(self) -> Path | None:
+        if not self.project.reference:
+            return None
+        return self.safe_path(self.project.reference)
+
+    def add_anchor_image(self, image: Image.Image) -> str:
+        """Store a shot's own anchor image; returns its project-relative path."""
+        data = _png_bytes(image)
+        relative = f"anchors/{hashlib.sha256(data).hexdigest()[:16]}.png"
+        atomic_write_bytes(self.root / relative, data)
+        return relative
+
+    def safe_path(self, relative: str) -> Path:
+        """A project-relative path resolved inside the project folder, or ProjectError."""
+        path = (self.root / relative).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise ProjectError(f"path {relative!r} points outside the project folder.")
+        return path
+
+    # -- takes --------------------------------------------------------------------------------
+
+    def take_dir(self, shot_id: str, take_id: str) -> Path:
+        return self.root / "takes" / shot_id / take_id
+
+    def take(self, shot_id: str, take_id: str) -> Take:
+        path = self.take_dir(shot_id, take_id) / TAKE_FILE
+        try:
+            return Take.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            raise BrokenTake(f"{path} is missing.") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as error:
+            raise BrokenTake(f"{path} is damaged ({error}).") from None
+
+    def clip_path(self, shot_id: str, take_id: str) -> Path:
+        return self.take_dir(shot_id, take_id) / CLIP_FILE
+
+    def frames(self, shot_id: str, take_id: str) -> np.ndarray:
+        return read_frames(self.clip_path(shot_id, take_id))
+
+    def motion_out(self, shot_id: str, take_id: str) -> MotionState:
+        path = self.take_dir(shot_id, take_id) / MOTION_OUT_FILE
+        try:
+            return MotionState.load(path)
+        except FileNotFoundError:
+            raise BrokenTake(f"{path} is missing; render the shot again.") from None
+        except Exception as error:  # safetensors raises several types for damaged files
+            raise BrokenTake(f"{path} is damaged ({error}); render the shot again.") from None
+
+    def motion_in(self, shot_id: str, take_id: str) -> MotionState | None:
+        path = self.take_dir(shot_id, take_id) / MOTION_IN_FILE
+        return MotionState.load(path) if path.is_file() else None
+
+    def latents(self, shot_id: str, take_id: str) -> torch.Tensor | None:
+        path = self.take_dir(shot_id, take_id) / LATENTS_FILE
+        return st_load(path.read_bytes())["latents"] if path.is_file() else None
+
+    def write_take(self, take: Take, frames: np.ndarray, motion_out: MotionState,
+                   motion_in: MotionState | None, latents: torch.Tensor | None) -> None:
+        """Write a complete take folder (files into a partial folder, fsync, rename)."""
+        final = self.take_dir(take.shot_id, take.id)
+        partial = final.parent / f"{PARTIAL_PREFIX}{take.id}"
+        if partial.exists():
+            shutil.rmtree(partial)
+        partial.mkdir(parents=True)
+        try:
+            write_mp4(partial / CLIP_FILE, frames, take.fps)
+            motion_out.save(partial / MOTION_OUT_FILE)
+            if motion_in is not None:
+                motion_in.save(partial / MOTION_IN_FILE)
+            if latents is not None:
+                atomic_write_bytes(partial / LATENTS_FILE, st_save({"latents": latents.contiguous()}))
+            atomic_write_json(partial / TAKE_FILE, take.to_dict())
+            fsync_dir(partial)
+            os.replace(partial, final)
+            fsync_dir(final.parent)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+
+    def update_take(self, take: Take) -> None:
+        atomic_write_json(self.take_dir(take.shot_id, take.id) / TAKE_FILE, take.to_dict())
+
+    def delete_take_files(self, shot_id: str, take_id: str) -> None:
+        """Remove a take folder (only ever on the user's explicit request)."""
+        shutil.rmtree(self.take_dir(shot_id, take_id), ignore_errors=True)
+
+    def now(self) -> str:
+        return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+    def new_take_id(self) -> str:
+        return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + new_id()
+
+
+def _png_bytes(image: Image.Image) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def to_jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
