@@ -169,6 +169,16 @@ class Director:
         return director
 
     @classmethod
+    def from_spec(cls, spec_path: str | Path, root: str | Path, engine: Engine) -> "Director":
+        """A new project in `root` from a spec file (presets/projects/*.json or your own)."""
+        from .project.spec import load_spec
+
+        spec = load_spec(spec_path)
+        return cls.create(root, engine, reference=spec.reference_image(), prompts=spec.prompts,
+                          style_prompt=spec.style_prompt, negative_prompt=spec.negative_prompt,
+                          name=spec.name, settings=spec.settings, seeds=spec.seeds)
+
+    @classmethod
     def open(cls, root: str | Path, engine: Engine) -> "Director":
         return cls(ProjectStore.load(root), engine)
 
