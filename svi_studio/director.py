@@ -138,7 +138,9 @@ def full_prompt(shot_prompt: str, style_prompt: str) -> str:
 class Director:
     """Renders, re-rolls, edits and exports one project with one engine."""
 
-    def __init__(self, store: ProjectStore, engine: Engine):
+    def __init__(self, store: ProjectStore, engine: Engine | None):
+        """engine None opens the project without a model: status, edits, export and bundles
+        work; rendering raises ProjectError."""
         self.store = store
         self.engine = engine
         self.notices: list[str] = []
@@ -179,14 +181,14 @@ class Director:
                           name=spec.name, settings=spec.settings, seeds=spec.seeds)
 
     @classmethod
-    def open(cls, root: str | Path, engine: Engine) -> "Director":
+    def open(cls, root: str | Path, engine: Engine | None) -> "Director":
         return cls(ProjectStore.load(root), engine)
 
     def _adopt_engine(self) -> None:
         """A project opened with another engine keeps prompts, seeds and takes; sampler
         settings and resolution switch to the new engine's defaults (its takes become stale)."""
         project = self.project
-        if project.engine == self.engine.preset_id:
+        if self.engine is None or project.engine == self.engine.preset_id:
             return
         old = project.settings
         fresh = self.engine.default_settings()
@@ -208,6 +210,16 @@ class Director:
     @property
     def root(self) -> Path:
         return self.store.root
+
+    @property
+    def engine_id(self) -> str:
+        """The preset id takes are judged against: the loaded engine's, else the project's."""
+        return self.engine.preset_id if self.engine is not None else self.project.engine
+
+    def require_engine(self) -> Engine:
+        if self.engine is None:
+            raise ProjectError("no engine is loaded: open the project with an engine to render.")
+        return self.engine
 
     def shot(self, index: int) -> Shot:
         if not isinstance(index, int) or not 0 <= index < len(self.project.shots):
@@ -232,7 +244,7 @@ class Director:
     def recipe(self, shot: Shot) -> str:
         settings = self.shot_settings(shot)
         return recipe_fingerprint(self.shot_prompt(shot), self.project.negative_prompt, shot.seed,
-                                  settings.to_dict(), self.engine.preset_id, self.anchor_fingerprint(shot))
+                                  settings.to_dict(), self.engine_id, self.anchor_fingerprint(shot))
 
     def shot_status(self, index: int) -> tuple[str, str | None]:
         """(status, reason) of shot `index` — see project/status.py."""
@@ -279,7 +291,7 @@ class Director:
     def planned_seconds(self) -> list[tuple[float, float]]:
         """(start, end) seconds each shot will cover once rendered with the current settings."""
         settings = self.project.settings
-        rule = self.engine.stitch_rule(settings)
+        rule = self.require_engine().stitch_rule(settings)
         count = len(self.project.shots)
         cursor, spans = 0, []
         for index in range(count):
@@ -303,8 +315,9 @@ class Director:
         path = self.store.reference_path()
         if path is None or not path.is_file():
             return settings
+        max_area = self.engine.max_area if self.engine is not None else settings.width * settings.height
         with Image.open(path) as image:
-            width, height = fit_resolution(image.width, image.height, self.engine.max_area)
+            width, height = fit_resolution(image.width, image.height, max_area)
         return replace(settings, width=width, height=height)
 
     def set_story(self, style_prompt: str | None = None, negative_prompt: str | None = None,
@@ -490,6 +503,7 @@ class Director:
         (leaving no take behind) if `cancel` is set between steps.
         """
         shot = self.shot(index)
+        engine = self.require_engine()
         self.check_ready([index])
         # 1. What this clip depends on.
         settings, _ = normalise_settings(self.shot_settings(shot))
@@ -513,12 +527,12 @@ class Director:
         self.rendering.add(shot.id)
         try:
             started = time.perf_counter()
-            clip = self.engine.generate_clip(anchor, motion_in, prompt, self.project.negative_prompt,
+            clip = engine.generate_clip(anchor, motion_in, prompt, self.project.negative_prompt,
                                              shot.seed, settings, on_step=step, cancel=cancel)
             generated = time.perf_counter()
 
             # 3. Seam against the upstream take's kept frames.
-            rule = self.engine.stitch_rule(settings)
+            rule = engine.stitch_rule(settings)
             seam = None
             if upstream_take is not None:
                 upstream_shot = self.project.shots[index - 1]
@@ -531,7 +545,7 @@ class Director:
             take = Take(
                 id=self.store.new_take_id(), shot_id=shot.id, created=self.store.now(), prompt=prompt,
                 shot_prompt=shot.prompt, negative_prompt=self.project.negative_prompt, seed=shot.seed,
-                settings=settings.to_dict(), engine=self.engine.describe(), recipe=recipe,
+                settings=settings.to_dict(), engine=engine.describe(), recipe=recipe,
                 upstream_take=upstream_take,
                 motion_in_fingerprint=motion_in.fingerprint() if motion_in is not None else None,
                 motion_out_fingerprint=clip.motion_out.fingerprint(), num_frames=int(clip.frames.shape[0]),
@@ -558,7 +572,7 @@ class Director:
         key = (image_fingerprint(path), settings.width, settings.height)
         if key not in self._anchors:
             with Image.open(path) as image:
-                self._anchors[key] = self.engine.encode_anchor(image.convert("RGB"), settings)
+                self._anchors[key] = self.require_engine().encode_anchor(image.convert("RGB"), settings)
             while len(self._anchors) > 4:
                 self._anchors.popitem(last=False)
         return self._anchors[key]

@@ -8,11 +8,23 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from .base import Anchor, Cancelled, Clip, Engine, EngineError, OutOfMemory  # noqa: F401
 
 DEFAULT_GPU_PRESET = "wan2.2-svi-pro"
+
+
+class _DropTorchvisionNotice(logging.Filter):
+    """transformers announces its PIL fallback for CLIPImageProcessor on every import when
+    torchvision is absent (it is, on CPU installs); the fallback is what we want."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "requires torchvision" not in record.getMessage()
+
+
+logging.getLogger("transformers.utils.import_utils").addFilter(_DropTorchvisionNotice())
 
 
 def load_engine(name: str, device: str | None = None, **options: Any) -> Engine:

@@ -1,0 +1,245 @@
+"""`python -m svi_studio …`: the command line over the same Director the app uses.
+
+    render SPEC_OR_DIR [--engine NAME] [--project-dir DIR] [--out FILM.mp4]
+    render --reference IMG --prompt "shot 1" --prompt "shot 2" [--engine NAME] [--project-dir DIR] [--out FILM.mp4]
+    regen DIR --shot N [--seed S] [--prompt TEXT] [--cascade] [--engine NAME]
+    status DIR
+    export DIR OUT.mp4 [--audio FILE] [--crossfade SECONDS] [--scale X]
+    bundle DIR OUT.zip
+    unbundle ZIP DIR
+    presets
+
+Every command takes --json for machine-readable output (one JSON object per line for
+progress events, then a final result object). Exit codes: 0 ok, 1 user error
+(the message says what to do), 2 usage error, 130 cancelled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from .project.model import ProjectError
+from .settings import SettingsError
+
+
+def _print(args, payload: dict[str, Any], text: str) -> None:
+    if args.json:
+        print(json.dumps(payload, ensure_ascii=False, default=str), flush=True)
+    else:
+        print(text, flush=True)
+
+
+def _engine(name: str | None, project_dir: Path | None = None):
+    from .engines import default_engine_name, load_engine
+
+    if name is None and project_dir is not None and (project_dir / "project.json").is_file():
+        name = json.loads((project_dir / "project.json").read_text(encoding="utf-8")).get("engine")
+    return load_engine(name or default_engine_name())
+
+
+def _label(engine) -> str:
+    return f"{engine.label}" + ("  [DRAFT: camera moves of the reference, not diffusion]" if engine.is_draft else "")
+
+
+def _run_events(args, events) -> list[str]:
+    """Print each clip as it finishes; Ctrl-C cancels at the next step and keeps finished clips."""
+    rendered = []
+    for event in events:
+        if event.kind == "clip":
+            seam = "" if event.seam_score is None else f", seam {event.seam_score:.2f}"
+            _print(args, event.to_dict(),
+                   f"shot {event.shot_index + 1}: take {event.take_id} ({event.timings['generate_s']:.1f}s{seam}) → {event.clip_path}")
+            rendered.append(event.take_id)
+        elif event.kind == "done" and event.cancelled:
+            _print(args, event.to_dict(), "cancelled; finished shots are kept.")
+    return rendered
+
+
+def _on_step(args):
+    if not args.progress:
+        return None
+
+    def show(step):
+        sys.stderr.write(f"\rshot {step.shot_index + 1} (clip {step.job_index + 1}/{step.job_size}): "
+                         f"step {step.step}/{step.total_steps}   ")
+        sys.stderr.flush()
+
+    return show
+
+
+def cmd_render(args) -> int:
+    from .director import Director
+
+    source = Path(args.source) if args.source else None
+    if source is not None and source.is_dir() and (source / "project.json").is_file():
+        engine = _engine(args.engine, source)
+        director = Director.open(source, engine)
+    else:
+        engine = _engine(args.engine)
+        project_dir = Path(args.project_dir) if args.project_dir else Path(tempfile.mkdtemp(prefix="svi-project-"))
+        if source is not None:
+            director = Director.from_spec(source, project_dir, engine)
+        else:
+            if not args.reference or not args.prompt:
+                raise ProjectError("give a spec file, a project folder, or --reference IMG with one --prompt per shot.")
+            from PIL import Image
+
+            try:
+                with Image.open(args.reference) as image:
+                    reference = image.convert("RGB")
+            except (OSError, ValueError) as error:
+                raise ProjectError(f"{args.reference}: not a readable image ({error}).") from None
+            director = Director.create(project_dir, engine, reference=reference, prompts=args.prompt,
+                                       style_prompt=args.style or "")
+    for notice in director.notices:
+        _print(args, {"notice": notice}, f"note: {notice}")
+    _print(args, {"project": str(director.root), "engine": engine.describe()},
+           f"project {director.root} — engine: {_label(engine)}")
+    cancel = threading.Event()
+    try:
+        _run_events(args, director.render(cancel=cancel, on_step=_on_step(args)))
+    except KeyboardInterrupt:
+        cancel.set()
+        return 130
+    result: dict[str, Any] = {"project": str(director.root), "shots": [s.to_dict() for s in director.statuses()]}
+    if args.out:
+        result["film"] = str(args.out)
+        result["timeline"] = director.export(args.out)
+        _print(args, result, f"film → {args.out} ({result['timeline']['frames']} frames, {result['timeline']['seconds']}s)")
+    else:
+        _print(args, result, "done.")
+    return 0
+
+
+def cmd_regen(args) -> int:
+    from .director import Director
+
+    director = Director.open(Path(args.project), _engine(args.engine, Path(args.project)))
+    _run_events(args, director.regenerate(args.shot - 1, seed=args.seed, prompt=args.prompt, cascade=args.cascade,
+                                          on_step=_on_step(args)))
+    return cmd_status(args)
+
+
+def cmd_status(args) -> int:
+    from .director import Director
+
+    director = Director.open(Path(args.project), None)
+    statuses = director.statuses()
+    lines = [f"{director.project.name} — engine {director.project.engine}, "
+             f"{director.project.settings.width}x{director.project.settings.height}, {director.project.settings.fps} fps"]
+    for s in statuses:
+        seam = "" if s.seam_score is None else f"  seam {s.seam_score:.2f}"
+        span = "" if s.start_s is None else f"  {s.start_s:.2f}-{s.end_s:.2f}s"
+        why = f" ({s.reason})" if s.reason else ""
+        lines.append(f"  shot {s.index + 1}: {s.status}{why}  take {s.selected_take or '-'}  seed {s.seed}"
+                     f"  frames {s.frames or '-'}{span}{seam}")
+    _print(args, {"project": str(director.root), "shots": [s.to_dict() for s in statuses]}, "\n".join(lines))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .director import Director
+
+    director = Director.open(Path(args.project), None)
+    timeline = director.export(args.out, audio=args.audio, crossfade=args.crossfade, scale=args.scale)
+    _print(args, {"film": str(args.out), "timeline": timeline},
+           f"film → {args.out} ({timeline['frames']} frames, {timeline['seconds']}s"
+           + (", DRAFT" if timeline["draft"] else "") + ")")
+    return 0
+
+
+def cmd_bundle(args) -> int:
+    from .project.bundle import bundle_project
+
+    out = bundle_project(args.project, args.out)
+    _print(args, {"bundle": str(out)}, f"bundle → {out}")
+    return 0
+
+
+def cmd_unbundle(args) -> int:
+    from .project.bundle import unbundle_project
+
+    store = unbundle_project(args.zip, args.project)
+    _print(args, {"project": str(store.root), "shots": len(store.project.shots)},
+           f"project → {store.root} ({len(store.project.shots)} shots)")
+    return 0
+
+
+def cmd_presets(args) -> int:
+    from .engines.presets import list_presets
+    from .project.spec import list_project_presets
+
+    payload = {"engines": ["draft"] + list_presets(), "projects": [p.stem for p in list_project_presets()]}
+    _print(args, payload, "engines: " + ", ".join(payload["engines"]) + "\nprojects: " + ", ".join(payload["projects"]))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m svi_studio", description="SVI Studio: shot-by-shot long video.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    common.add_argument("--progress", action="store_true", help="show denoising steps on stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    render = sub.add_parser("render", parents=[common], help="render missing and stale shots")
+    render.add_argument("source", nargs="?", help="a project spec (.json or preset name) or a project folder")
+    render.add_argument("--engine", help="draft, tiny, wan or a model preset id (default: the project's, else wan on CUDA, draft on CPU)")
+    render.add_argument("--project-dir", help="where a new project is created (default: a temp folder)")
+    render.add_argument("--reference", help="reference image, for a project given by --prompt")
+    render.add_argument("--prompt", action="append", help="one shot's prompt (repeat per shot)")
+    render.add_argument("--style", help="style/character prompt shared by every shot")
+    render.add_argument("--out", help="export the film to this mp4 when done")
+    render.set_defaults(func=cmd_render)
+
+    regen = sub.add_parser("regen", parents=[common], help="a new take of one shot from its stored upstream motion")
+    regen.add_argument("project")
+    regen.add_argument("--shot", type=int, required=True, help="shot number, 1-based")
+    regen.add_argument("--seed", type=int)
+    regen.add_argument("--prompt")
+    regen.add_argument("--cascade", action="store_true", help="also re-render the shots after it")
+    regen.add_argument("--engine")
+    regen.set_defaults(func=cmd_regen)
+
+    status = sub.add_parser("status", parents=[common], help="per-shot status")
+    status.add_argument("project")
+    status.set_defaults(func=cmd_status)
+
+    export = sub.add_parser("export", parents=[common], help="export the film as mp4")
+    export.add_argument("project")
+    export.add_argument("out")
+    export.add_argument("--audio")
+    export.add_argument("--crossfade", type=float, default=0.0)
+    export.add_argument("--scale", type=float, default=1.0)
+    export.set_defaults(func=cmd_export)
+
+    bundle = sub.add_parser("bundle", parents=[common], help="zip a project")
+    bundle.add_argument("project")
+    bundle.add_argument("out")
+    bundle.set_defaults(func=cmd_bundle)
+
+    unbundle = sub.add_parser("unbundle", parents=[common], help="unpack a project zip")
+    unbundle.add_argument("zip")
+    unbundle.add_argument("project")
+    unbundle.set_defaults(func=cmd_unbundle)
+
+    presets = sub.add_parser("presets", parents=[common], help="list engine and project presets")
+    presets.set_defaults(func=cmd_presets)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ProjectError, SettingsError, ValueError, OSError) as error:
+        if getattr(args, "json", False):
+            print(json.dumps({"error": str(error), "type": type(error).__name__}, ensure_ascii=False), flush=True)
+        else:
+            print(f"error: {error}", file=sys.stderr)
+        return 1
