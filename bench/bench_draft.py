@@ -65,7 +65,7 @@ def main() -> None:
     print(f"{settings.num_frames} frames at {settings.height}x{settings.width}, {runs} runs per move, 1 thread")
 
     engine.generate_clip(anchor, None, PROMPTS[0], "", 0, settings)  # warm-up
-    all_medians = []
+    all_medians, all_cpu_medians = [], []
     previous = None
     for prompt in PROMPTS:
         walls, cpus = [], []
@@ -77,13 +77,15 @@ def main() -> None:
         previous = clip.motion_out
         median = statistics.median(walls)
         all_medians.append(median)
+        all_cpu_medians.append(statistics.median(cpus))
         summary, cpu = clip.info["camera"]["summary"], statistics.median(cpus)
         print(f"  {summary:<42} median {median:.3f} s/clip (cpu {cpu:.3f} s), "
               f"{1000 * median / settings.num_frames:.2f} ms/frame")
     overall = statistics.median(all_medians)
     verdict = "OK" if overall < TARGET_SECONDS else "SLOWER THAN TARGET"
     print(f"median over moves: {overall:.3f} s/clip, {1000 * overall / settings.num_frames:.2f} ms/frame "
-          f"(target < {TARGET_SECONDS:.1f} s: {verdict})")
+          f"(target < {TARGET_SECONDS:.1f} s: {verdict}); CPU time {statistics.median(all_cpu_medians):.3f} s/clip "
+          f"(wall exceeds CPU when other processes share the core)")
 
 
 if __name__ == "__main__":
