@@ -1,0 +1,41 @@
+"""SVI Studio — the web app.
+
+    python app.py                       # the default engine: wan on a CUDA GPU, else the CPU draft engine
+    python app.py --engine tiny         # the offline test engine (its output is noise)
+    python app.py --engine wan2.1-svi-film --port 7861 --data-dir films
+
+Importing this module builds the app (`demo`) without launching it; Hugging Face
+Spaces and the tests do that. Options for an import come from the environment:
+SVI_ENGINE, SVI_DATA_DIR (default ./data), SVI_HOST, SVI_PORT, SVI_MAX_SHOTS.
+Public sharing (a gradio.live link) is off unless --share is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from svi_studio.ui import build_app, launch_app
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="SVI Studio: shot-by-shot long video on Wan + Stable Video Infinity.")
+    parser.add_argument("--engine", default=os.environ.get("SVI_ENGINE"),
+                        help="engine preset: wan, tiny, draft, or a preset id under presets/models "
+                             "(default: $SVI_ENGINE, else wan with a CUDA GPU and draft without)")
+    parser.add_argument("--host", default=os.environ.get("SVI_HOST") or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1",
+                        help="address to listen on (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int,
+                        default=int(os.environ.get("SVI_PORT") or os.environ.get("GRADIO_SERVER_PORT") or 7860))
+    parser.add_argument("--data-dir", default=os.environ.get("SVI_DATA_DIR") or "data",
+                        help="where session projects are kept (default ./data)")
+    parser.add_argument("--share", action="store_true", help="also publish a public gradio.live link (off by default)")
+    return parser.parse_args(argv)
+
+
+options = parse_args(sys.argv[1:] if __name__ == "__main__" else [])
+demo = build_app(engine_name=options.engine, data_dir=options.data_dir)
+
+if __name__ == "__main__":
+    launch_app(demo, host=options.host, port=options.port, share=options.share)

@@ -1,0 +1,172 @@
+"""From a session's project to Gradio updates, sending only what changed.
+
+`view_model` describes the whole page as plain values, one per component key
+("style", "c2.prompt", "c2.video", …). `Presenter.updates` compares it with what
+the session's page shows (`Session.shown`) and returns an update for each changed
+key and `gr.skip()` for the rest. So a render streaming clips into cards never
+rewrites a prompt box the user is typing in, and a clip player is only reloaded
+when its clip changes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from ..director import Director
+from ..engines.base import Engine
+from ..project.model import ProjectError
+from ..project.status import MISSING
+from . import views
+from .sessions import Session
+
+SETTING_KEYS = ("steps", "guidance", "motion", "width", "height", "fps", "frames", "loras")
+CARD_FIELDS = ("group", "head", "prompt", "seed", "lock", "video", "takes")
+# How a key's value becomes an update: by the part after the dot (cards) or the key itself.
+UPDATE_KIND = {"group": "visible", "takes": "choices", "add_shot": "interactive",
+               "video": "file", "preview": "file", "reference": "file"}
+
+
+def card_key(index: int, field: str) -> str:
+    return f"c{index}.{field}"
+
+
+def file_value(path: str | Path | None) -> tuple[str, int] | None:
+    """A file as (path, mtime): a rewritten file (the preview) counts as changed."""
+    if not path:
+        return None
+    path = Path(path)
+    try:
+        return (str(path), path.stat().st_mtime_ns)
+    except OSError:
+        return None
+
+
+def visible_loras(engine: Engine, session: Session | None, owners: dict[str, str]) -> dict[str, float]:
+    """Default weights of the LoRAs this session may set: the preset's and its own uploads."""
+    stack = getattr(engine, "loras", None)
+    if stack is None:
+        return {}
+    token = session.token if session else None
+    return {name: float(spec.weight) for name, spec in stack.specs.items()
+            if name not in owners or owners[name] == token}
+
+
+def blank_model(engine: Engine, max_shots: int) -> dict[str, Any]:
+    """What the page shows before the session has a project: one empty shot, the engine's defaults."""
+    settings = engine.default_settings()
+    model: dict[str, Any] = {
+        "reference": None,
+        "resolution": "Upload a reference image: it anchors the character and look of every shot.",
+        "style": "", "negative": "",
+        "steps": settings.steps, "guidance": settings.guidance, "motion": settings.num_motion_latents,
+        "width": settings.width, "height": settings.height, "fps": settings.fps, "frames": settings.num_frames,
+        "loras": views.lora_weights_text(visible_loras(engine, None, {})),
+        "preview": None,
+        "film": "Upload a reference image, write a prompt for each shot, then press **Render all**.",
+        "add_shot": True,
+    }
+    for index in range(max_shots):
+        first = index == 0
+        model.update({
+            card_key(index, "group"): first,
+            card_key(index, "head"): views.shot_header(1, None, (0.0, settings.seconds)) if first else "",
+            card_key(index, "prompt"): "",
+            card_key(index, "seed"): "",
+            card_key(index, "lock"): False,
+            card_key(index, "video"): None,
+            card_key(index, "takes"): ((), None),
+        })
+    return model
+
+
+def view_model(session: Session, max_shots: int, lora_owners: dict[str, str]) -> dict[str, Any]:
+    """The whole page for this session's project."""
+    director: Director = session.director
+    project = director.project
+    settings = project.settings
+    statuses = director.statuses()
+    planned = director.planned_seconds()
+    weights = visible_loras(director.engine, session, lora_owners)
+    weights.update({name: weight for name, weight in settings.lora_weights if name in weights})
+    model: dict[str, Any] = {
+        "reference": file_value(director.store.reference_path()),
+        "resolution": views.resolution_note(director),
+        "style": project.style_prompt, "negative": project.negative_prompt,
+        "steps": settings.steps, "guidance": settings.guidance, "motion": settings.num_motion_latents,
+        "width": settings.width, "height": settings.height, "fps": settings.fps, "frames": settings.num_frames,
+        "loras": views.lora_weights_text(weights),
+        "preview": file_value(session.preview_path) if any(s.end_s is not None for s in statuses) else None,
+        "film": views.film_summary(director, statuses),
+        "add_shot": len(project.shots) < max_shots,
+    }
+    for index in range(max_shots):
+        if index >= len(statuses):
+            model.update({card_key(index, "group"): False, card_key(index, "head"): "",
+                          card_key(index, "prompt"): "", card_key(index, "seed"): "", card_key(index, "lock"): False,
+                          card_key(index, "video"): None, card_key(index, "takes"): ((), None)})
+            continue
+        status = statuses[index]
+        shot = project.shots[index]
+        model.update({
+            card_key(index, "group"): True,
+            card_key(index, "head"): (views.cut_marker(index + 1, status.seam_score) if index > 0 else "")
+            + views.shot_header(index + 1, status, planned[index] if index < len(planned) else None),
+            card_key(index, "prompt"): shot.prompt,
+            card_key(index, "seed"): str(shot.seed),
+            card_key(index, "lock"): bool(shot.seed_locked),
+            card_key(index, "video"): file_value(status.clip_path),
+            card_key(index, "takes"): (take_choices(director, index), shot.selected_take),
+        })
+    return model
+
+
+def take_choices(director: Director, index: int) -> tuple[tuple[str, str], ...]:
+    shot = director.project.shots[index]
+    choices = []
+    for number, take_id in enumerate(shot.takes, start=1):
+        try:
+            take = director.store.take(shot.id, take_id)
+        except ProjectError:
+            take = None
+        choices.append((views.take_label(number, take, take_id), take_id))
+    return tuple(choices)
+
+
+def make_update(key: str, value: Any) -> Any:
+    kind = UPDATE_KIND.get(key.split(".", 1)[-1], "value")
+    if kind == "visible":
+        return gr.update(visible=value)
+    if kind == "interactive":
+        return gr.update(interactive=value)
+    if kind == "choices":
+        choices, selected = value
+        return gr.update(choices=list(choices), value=selected)
+    if kind == "file":
+        return gr.update(value=value[0] if value else None)
+    return gr.update(value=value)
+
+
+class Presenter:
+    """Builds the updates for a list of component keys, diffed against what the page shows."""
+
+    def __init__(self, max_shots: int, lora_owners: dict[str, str]):
+        self.max_shots = max_shots
+        self.lora_owners = lora_owners
+
+    def model(self, session: Session) -> dict[str, Any]:
+        return view_model(session, self.max_shots, self.lora_owners)
+
+    def updates(self, session: Session, keys: list[str], force: bool = False) -> list[Any]:
+        model = self.model(session)
+        result = []
+        for key in keys:
+            value = model[key]
+            if not force and key in session.shown and session.shown[key] == value:
+                result.append(gr.skip())
+                continue
+            session.shown[key] = value
+            result.append(make_update(key, value))
+        return result

@@ -1,0 +1,191 @@
+"""The engine every session shares, and the unit of GPU work: one shot.
+
+One engine per process, loaded once (Spaces load it at import of the app) and shared
+by all sessions. Renders run one at a time: the Gradio events that render share one
+concurrency group of size 1, and `GPU_LOCK` guards the engine for callers outside
+the queue.
+
+`render_shot_on_gpu` renders one shot and is the function a Hugging Face ZeroGPU
+Space runs on its GPU, once per shot, under `@spaces.GPU(duration=...)`. ZeroGPU runs
+it in a forked worker process and pickles its arguments and result, so it takes and
+returns plain data: the project folder, the shot, a picklable cancel flag, the
+progress object; it opens the project from disk itself and returns a result dict
+instead of raising the engine's exceptions (only gr.Error survives the trip back).
+Without the `spaces` package the decorator is a no-op and the same code runs in
+process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from ..director import ClipEvent, Director, StepEvent
+from ..engines import load_engine
+from ..engines.base import Cancelled, Engine, EngineError, OutOfMemory
+from ..project.model import ProjectError
+from ..project.store import PROJECT_FILE
+from ..settings import SettingsError, normalise_settings
+from .gpu import estimate_seconds
+
+log = logging.getLogger(__name__)
+
+try:  # Hugging Face Spaces: a no-op outside ZeroGPU hardware
+    import spaces  # type: ignore
+
+    gpu_task = spaces.GPU
+    HAS_SPACES = True
+except ImportError:  # pragma: no cover - depends on the environment
+    HAS_SPACES = False
+
+    def gpu_task(task=None, *, duration=None, size=None):  # noqa: D103 - same shape as spaces.GPU
+        if task is None:
+            return lambda fn: fn
+        return task
+
+
+GPU_LOCK = threading.Lock()
+_ENGINES: dict[str, Engine] = {}
+_ENGINE_NOTES: dict[str, str | None] = {}
+_LOAD_LOCK = threading.Lock()
+
+
+def get_engine(name: str) -> tuple[Engine, str | None]:
+    """(engine, note) for engine preset `name`, loaded once per process.
+
+    note: a sentence for the banner when the engine asked for could not be used as is
+    (the draft engine missing from this build falls back to the tiny test engine).
+    """
+    with _LOAD_LOCK:
+        if name not in _ENGINES:
+            note = None
+            try:
+                engine = load_engine(name)
+            except ImportError as error:
+                if name != "draft":
+                    raise
+                log.warning("draft engine unavailable (%s); using the tiny test engine", error)
+                engine = load_engine("tiny")
+                note = "The draft engine is not available in this build, so the tiny test engine runs instead."
+            _ENGINES[name] = engine
+            _ENGINE_NOTES[name] = note
+        return _ENGINES[name], _ENGINE_NOTES[name]
+
+
+def engine_by_preset(preset_id: str) -> Engine:
+    """The loaded engine with this preset id (inside a GPU worker)."""
+    for engine in _ENGINES.values():
+        if engine.preset_id == preset_id:
+            return engine
+    raise EngineError(f"engine {preset_id!r} is not loaded in this process.")
+
+
+# -- the GPU unit ---------------------------------------------------------------------------
+
+# One job renders its shots back to back (its event holds the render slot throughout),
+# so one cached project is enough.
+_WORKER_DIRECTORS: OrderedDict[str, tuple[str, Director]] = OrderedDict()
+_WORKER_KEEP = 1
+
+
+def _project_digest(project_dir: str) -> str:
+    return hashlib.sha256((Path(project_dir) / PROJECT_FILE).read_bytes()).hexdigest()
+
+
+def _worker_director(project_dir: str, engine: Engine) -> Director:
+    """The project opened from disk, reused while project.json holds what it held when this
+    worker last saw it (keeps the anchor and the upstream frames cached from one shot of
+    a job to the next; any edit saved in between makes it reopen)."""
+    digest = _project_digest(project_dir)
+    cached = _WORKER_DIRECTORS.get(project_dir)
+    if cached is None or cached[0] != digest or cached[1].engine is not engine:
+        _WORKER_DIRECTORS[project_dir] = (digest, Director.open(project_dir, engine))
+    _WORKER_DIRECTORS.move_to_end(project_dir)
+    while len(_WORKER_DIRECTORS) > _WORKER_KEEP:
+        _WORKER_DIRECTORS.popitem(last=False)
+    return _WORKER_DIRECTORS[project_dir][1]
+
+
+def _remember_saved(project_dir: str, director: Director) -> None:
+    """After the worker's own save: the cache is still in step with the disk."""
+    _WORKER_DIRECTORS[project_dir] = (_project_digest(project_dir), director)
+
+
+def estimate_shot_seconds(project_dir: str, index: int, shot_id: str, engine_preset: str, *args: Any, **kwargs: Any) -> int:
+    """ZeroGPU duration of `render_shot_on_gpu` (same arguments): from the shot's settings."""
+    try:
+        engine = engine_by_preset(engine_preset)
+        director = _worker_director(project_dir, engine)
+        settings, _ = normalise_settings(director.shot_settings(director.shot(index)))
+        return estimate_seconds(settings, engine.name)
+    except Exception:  # an estimate must never fail the call it is estimating
+        log.exception("could not estimate the GPU time of shot %s", index + 1)
+        return 120
+
+
+@gpu_task(duration=estimate_shot_seconds)
+def render_shot_on_gpu(project_dir: str, index: int, shot_id: str, engine_preset: str, cancel: Any,
+                       progress: Any = None, job_index: int = 0, job_size: int = 1) -> dict[str, Any]:
+    """Render shot `index` of the project in `project_dir`; one GPU call.
+
+    Returns {"ok": True, "event": ClipEvent fields} or {"ok": False, "error": kind, "message": text}
+    with kind one of "cancelled", "out_of_memory", "engine", "project", "settings".
+    """
+    try:
+        engine = engine_by_preset(engine_preset)
+        director = _worker_director(project_dir, engine)
+        if director.shot(index).id != shot_id:
+            raise ProjectError("the shots changed while this job was queued; render again.")
+
+        def on_step(event: StepEvent) -> None:
+            if progress is None:
+                return
+            fraction = (job_index + event.step / max(1, event.total_steps)) / max(1, job_size)
+            progress(fraction, desc=f"Shot {index + 1} ({job_index + 1} of {job_size}) · "
+                                    f"step {event.step}/{event.total_steps}")
+
+        event = director.render_shot(index, cancel=cancel, on_step=on_step, job_index=job_index, job_size=job_size)
+        _remember_saved(project_dir, director)
+        return {"ok": True, "event": event.to_dict()}
+    except Cancelled:
+        return {"ok": False, "error": "cancelled", "message": "cancelled"}
+    except OutOfMemory as error:
+        return {"ok": False, "error": "out_of_memory", "message": str(error)}
+    except EngineError as error:
+        return {"ok": False, "error": "engine", "message": str(error)}
+    except SettingsError as error:
+        return {"ok": False, "error": "settings", "message": str(error)}
+    except ProjectError as error:
+        return {"ok": False, "error": "project", "message": str(error)}
+    except ValueError as error:  # LoraError and other refusals with a message for the user
+        return {"ok": False, "error": "engine", "message": str(error)}
+
+
+RESULT_ERRORS = {
+    "out_of_memory": OutOfMemory,
+    "engine": EngineError,
+    "settings": SettingsError,
+    "project": ProjectError,
+}
+
+
+def render_shot(director: Director, index: int, cancel: Any, progress: Any = None,
+                job_index: int = 0, job_size: int = 1) -> ClipEvent:
+    """Render one shot through the GPU unit; raise Cancelled / the engine's error on failure.
+
+    Holds GPU_LOCK for the call (taken here, outside the forked worker, so a worker
+    never inherits a held lock).
+    """
+    shot = director.shot(index)
+    with GPU_LOCK:
+        result = render_shot_on_gpu(str(director.root), index, shot.id, director.engine.preset_id, cancel,
+                                    progress, job_index, job_size)
+    if result["ok"]:
+        return ClipEvent(**result["event"])
+    if result["error"] == "cancelled":
+        raise Cancelled()
+    raise RESULT_ERRORS.get(result["error"], EngineError)(result["message"])

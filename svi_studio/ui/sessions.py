@@ -1,0 +1,183 @@
+"""Per-session project folders.
+
+Every browser tab (and every gradio_client `Client`) gets a random token, made here
+on the server and kept only in that session's `gr.State` (Gradio keeps State on the
+server: a request cannot set it). The token names the session's folder:
+
+    <data_dir>/sessions/<token>/project/    the project (Director root)
+    <data_dir>/sessions/<token>/exports/    exported films, the preview, project zips
+    <data_dir>/sessions/<token>/uploads/    audio and LoRA files this session uploaded
+    <data_dir>/sessions/<token>/cancel      present while a cancel is requested
+
+Paths are only ever built from a token that matches TOKEN_PATTERN, never from
+anything a client sends, and are checked to stay inside the sessions folder.
+"New project" (and loading an example or a zip) starts a new token and folder; the
+old folder stays on disk.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..director import Director
+from ..engines.base import Engine
+from ..project.model import ProjectError
+
+TOKEN_PATTERN = re.compile(r"[0-9a-f]{32}")
+SESSIONS_FOLDER = "sessions"
+
+
+class CancelFlag:
+    """A session's cancel request: a threading.Event in this process, plus a flag file
+    that a forked GPU worker (ZeroGPU) sees too. Pickles as the file path only."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._event: threading.Event | None = threading.Event()
+
+    def set(self) -> None:
+        if self._event is not None:
+            self._event.set()
+        self.path.touch()
+
+    def clear(self) -> None:
+        if self._event is not None:
+            self._event.clear()
+        self.path.unlink(missing_ok=True)
+
+    def is_set(self) -> bool:
+        return (self._event is not None and self._event.is_set()) or self.path.exists()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": str(self.path)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.path = Path(state["path"])
+        self._event = None
+
+
+@dataclass
+class Session:
+    """One session's project and what the page currently shows of it."""
+
+    token: str
+    folder: Path
+    director: Director
+    cancel: CancelFlag
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    shown: dict[str, Any] = field(default_factory=dict)  # component key → value the page shows
+    job: str | None = None  # "render" / "regenerate" while a render job runs
+    style_loras: list[str] = field(default_factory=list)  # LoRA adapters this session uploaded
+
+    @property
+    def project_dir(self) -> Path:
+        return self.folder / "project"
+
+    @property
+    def exports_dir(self) -> Path:
+        path = self.folder / "exports"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def uploads_dir(self) -> Path:
+        path = self.folder / "uploads"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def preview_path(self) -> Path:
+        return self.exports_dir / "preview.mp4"
+
+
+class SessionRegistry:
+    """Sessions by token: in memory (most recent `keep`), reopened from disk when evicted."""
+
+    def __init__(self, data_dir: str | Path, engine: Engine, blank_view: Callable[[], dict[str, Any]] = dict,
+                 keep: int = 64):
+        self.data_dir = Path(data_dir).resolve()
+        self.root = self.data_dir / SESSIONS_FOLDER
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.engine = engine
+        self.blank_view = blank_view
+        self.keep = keep
+        self._sessions: OrderedDict[str, Session] = OrderedDict()
+        self._lock = threading.Lock()
+        self.lora_owners: dict[str, str] = {}  # style LoRA adapter name → token of the session that uploaded it
+
+    # -- folders -------------------------------------------------------------------------
+
+    def folder(self, token: str) -> Path:
+        """The session folder of a well-formed token (ProjectError otherwise)."""
+        if not isinstance(token, str) or not TOKEN_PATTERN.fullmatch(token):
+            raise ProjectError("this session is not valid; reload the page to start a new one.")
+        folder = (self.root / token).resolve()
+        if folder.parent != self.root.resolve():
+            raise ProjectError("this session is not valid; reload the page to start a new one.")
+        return folder
+
+    # -- sessions ------------------------------------------------------------------------
+
+    def create(self, make_project: Callable[[Path], Director] | None = None) -> Session:
+        """A new token and folder, with a project made by `make_project(project_dir)`
+        (default: an empty project with one empty shot)."""
+        token = secrets.token_hex(16)
+        folder = self.folder(token)
+        folder.mkdir(parents=True)
+        project_dir = folder / "project"
+        if make_project is None:
+            director = Director.create(project_dir, self.engine)
+            director.add_shot("")
+        else:
+            director = make_project(project_dir)
+        session = Session(token=token, folder=folder, director=director, cancel=CancelFlag(folder / "cancel"),
+                          shown=self.blank_view())
+        session.cancel.clear()
+        self._remember(session)
+        return session
+
+    def get(self, token: str | None) -> Session | None:
+        """The session of `token`, or None when there is none (no token yet, or its folder is gone)."""
+        if not token:
+            return None
+        folder = self.folder(token)
+        with self._lock:
+            session = self._sessions.get(token)
+            if session is not None:
+                self._sessions.move_to_end(token)
+                return session
+        if not (folder / "project").is_dir():
+            return None
+        director = Director.open(folder / "project", self.engine)
+        session = Session(token=token, folder=folder, director=director, cancel=CancelFlag(folder / "cancel"),
+                          shown=self.blank_view())
+        session.style_loras = [name for name, owner in self.lora_owners.items() if owner == token]
+        self._remember(session)
+        return session
+
+    def ensure(self, token: str | None) -> Session:
+        """The session of `token`, or a new one when it has none yet."""
+        return self.get(token) or self.create()
+
+    def forget(self, token: str | None) -> None:
+        """Drop a session from memory (its folder stays)."""
+        if not token:
+            return
+        with self._lock:
+            self._sessions.pop(token, None)
+
+    def _remember(self, session: Session) -> None:
+        with self._lock:
+            self._sessions[session.token] = session
+            self._sessions.move_to_end(session.token)
+            for token in list(self._sessions):
+                if len(self._sessions) <= self.keep:
+                    break
+                if self._sessions[token].job is None:
+                    del self._sessions[token]

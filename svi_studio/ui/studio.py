@@ -1,0 +1,455 @@
+"""What every button does: thin calls into the Director, for the page and for the API.
+
+`Studio` owns the session registry and the presenter. Page events send the whole
+editable form (story, settings, every shot's prompt/seed/lock); `apply_form` saves
+whatever the user changed since the page last showed it, then the event does its
+one action (one Director call), and the page gets back only what changed. API
+endpoints call the same actions and return the project's status as JSON.
+
+Errors a user can act on (ProjectError, SettingsError, LoRA and engine errors,
+out of GPU memory, unreadable uploads) become a readable message: a toast and the
+status line on the page, an error with that message through the API. The project
+on disk and every finished clip survive them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import gradio as gr
+
+from ..director import Director
+from ..engines.base import Engine, EngineError
+from ..project.model import ProjectError, random_seed
+from ..project.spec import PROJECT_PRESET_DIR, list_project_presets, load_spec
+from ..settings import SettingsError
+from . import jobs, runtime, uploads, views
+from .presenter import CARD_FIELDS, Presenter, blank_model, card_key, visible_loras
+from .sessions import Session, SessionRegistry
+
+log = logging.getLogger(__name__)
+
+STORY_KEYS = ("style", "negative")
+SETTING_FIELDS = {"steps": "steps", "guidance": "guidance", "motion": "num_motion_latents", "width": "width",
+                  "height": "height", "fps": "fps", "frames": "num_frames"}
+PAGE_KEYS = ("reference", "resolution", "style", "negative", "steps", "guidance", "motion", "width", "height",
+             "fps", "frames", "loras", "preview", "film", "add_shot")
+USER_ERRORS = (ValueError, EngineError)  # ProjectError, SettingsError, LoraError, UploadError, ExportError, …
+FIRST_PRESET = "cat-adventure"
+
+
+def user_message(error: BaseException) -> str:
+    """An exception as a sentence for the page (first letter capitalised, no traceback)."""
+    text = str(error).strip() or error.__class__.__name__
+    return text[0].upper() + text[1:]
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Equal as the page means it: 5 == 5.0, None == ''."""
+    if a in (None, "") and b in (None, ""):
+        return True
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) and not isinstance(b, bool):
+        return math.isclose(float(a), float(b), rel_tol=0, abs_tol=1e-9)
+    return a == b
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()[:60] or "film"
+
+
+def preset_order(paths: list[Path]) -> list[Path]:
+    """Project presets with Cat Adventure first."""
+    return sorted(paths, key=lambda p: (p.stem != FIRST_PRESET, p.stem))
+
+
+@dataclass
+class Outcome:
+    """What an action tells the page: a status line, maybe a new session, extra output values."""
+
+    notice: str = ""
+    session: Session | None = None
+    extra: list[Any] = field(default_factory=list)
+    toast: bool = False
+
+
+class Studio:
+    """The app's behaviour, independent of the layout."""
+
+    def __init__(self, engine: Engine, data_dir: str | Path, max_shots: int = 24, engine_note: str | None = None):
+        self.engine = engine
+        self.engine_note = engine_note
+        self.max_shots = max_shots
+        self.blank = blank_model(engine, max_shots)
+        self.registry = SessionRegistry(data_dir, engine, blank_view=lambda: dict(self.blank))
+        self.presenter = Presenter(max_shots, self.registry.lora_owners)
+        self.card_keys = [card_key(i, f) for i in range(max_shots) for f in CARD_FIELDS]
+        self.view_keys = list(PAGE_KEYS) + self.card_keys
+        self.form_keys = (list(STORY_KEYS) + list(SETTING_FIELDS) + ["loras"]
+                          + [card_key(i, f) for f in ("prompt", "seed", "lock") for i in range(max_shots)])
+        self.presets = preset_order(list_project_presets())
+
+    @property
+    def has_loras(self) -> bool:
+        return getattr(self.engine, "loras", None) is not None
+
+    # -- the form ------------------------------------------------------------------------------
+
+    def form_dict(self, values: tuple[Any, ...] | list[Any]) -> dict[str, Any]:
+        return dict(zip(self.form_keys, values))
+
+    def apply_form(self, session: Session, form: dict[str, Any]) -> list[str]:
+        """Save what the user changed on the page since it was last shown; return problems found.
+
+        A value that cannot be used is reported and left unsaved (the page gets the saved
+        value back); the rest of the form is still saved."""
+        director, shown = session.director, session.shown
+        problems: list[str] = []
+
+        def changed(key: str) -> bool:
+            return key in form and not same_value(form[key], shown.get(key))
+
+        def attempt(keys: list[str], apply: Callable[[], list[str] | None]) -> None:
+            try:
+                notices = apply() or []
+                problems.extend(n for n in notices if n)
+            except USER_ERRORS as error:
+                problems.append(user_message(error))
+            for key in keys:  # either saved, or the page gets the saved value back
+                shown[key] = form[key]
+
+        story = [k for k in STORY_KEYS if changed(k)]
+        if story:
+            attempt(story, lambda: director.set_story(
+                style_prompt=form["style"] if "style" in story else None,
+                negative_prompt=form["negative"] if "negative" in story else None))
+        settings = [k for k in SETTING_FIELDS if changed(k) and form[k] is not None]
+        if changed("loras"):
+            settings.append("loras")
+        if settings:
+            def apply_settings() -> list[str]:
+                changes = {SETTING_FIELDS[k]: form[k] for k in settings if k in SETTING_FIELDS}
+                if "loras" in settings:
+                    changes["lora_weights"] = self.lora_weights(session, form["loras"])
+                return director.update_settings(**changes)
+            attempt(settings, apply_settings)
+        for index in range(min(len(director.project.shots), self.max_shots)):
+            prompt_key, seed_key, lock_key = (card_key(index, f) for f in ("prompt", "seed", "lock"))
+            keys = [k for k in (prompt_key, seed_key, lock_key) if changed(k)]
+            if not keys:
+                continue
+            seed_text = str(form.get(seed_key) or "").strip()
+            attempt(keys, lambda index=index, keys=keys, seed_text=seed_text: director.set_shot(
+                index,
+                prompt=str(form[prompt_key]) if prompt_key in keys else None,
+                seed=seed_text if seed_key in keys and seed_text else None,
+                seed_locked=bool(form[lock_key]) if lock_key in keys else None))
+        return problems
+
+    def lora_weights(self, session: Session, text: str) -> dict[str, float]:
+        """Weights typed on the page → project lora_weights (only those differing from the default)."""
+        if not self.has_loras:
+            return {}
+        typed = views.parse_lora_weights(text)
+        defaults = visible_loras(self.engine, session, self.registry.lora_owners)
+        unknown = sorted(set(typed) - set(defaults))
+        if unknown:
+            raise SettingsError(f"no LoRA named {', '.join(unknown)}; this engine has: {', '.join(defaults) or 'none'}.")
+        current = dict(session.director.project.settings.lora_weights)
+        for name, weight in typed.items():
+            if math.isclose(weight, defaults[name]):
+                current.pop(name, None)
+            else:
+                current[name] = weight
+        return current
+
+    # -- page events ---------------------------------------------------------------------------
+
+    def page(self, token: str | None, values: tuple[Any, ...], action: Callable[[Session | None], Outcome | None],
+             extra_outputs: int = 0, needs_session: bool = True) -> list[Any]:
+        """Run a page event: sync the form, do `action`, return [state, notice, *view, *extra].
+
+        needs_session=False: actions that start a new project (the page may have none yet)."""
+        form = self.form_dict(values[: len(self.form_keys)])
+        session = self.registry.ensure(token) if needs_session else self.registry.get(token)
+        outcome, problems = Outcome(), []
+        try:
+            if session is not None:
+                with session.lock:
+                    problems = self.apply_form(session, form)
+                    outcome = action(session) or Outcome()
+            else:
+                outcome = action(None) or Outcome()
+        except USER_ERRORS as error:
+            problems.append(user_message(error))
+        except Exception as error:  # a bug: keep the page usable, log the details
+            log.exception("page event failed")
+            problems.append(f"Something went wrong ({error.__class__.__name__}: {error}). "
+                            "Your project is saved; the details are in the server log.")
+        for problem in problems:
+            gr.Warning(problem)
+        if outcome.toast and outcome.notice:
+            gr.Info(outcome.notice)
+        notice = " ".join(["⚠ " + p for p in problems] + ([outcome.notice] if outcome.notice else []))
+        extra = outcome.extra or [gr.skip()] * extra_outputs
+        target = outcome.session or session
+        if target is None:
+            return [token, gr.update(value=notice), *[gr.skip()] * len(self.view_keys), *extra]
+        if target is not session:
+            target.shown = dict(session.shown) if session is not None else dict(self.blank)
+        return self.view(target, notice) + extra
+
+    def view(self, session: Session, notice: str | None) -> list[Any]:
+        with session.lock:
+            updates = self.presenter.updates(session, self.view_keys)
+        return [session.token, gr.update(value=notice) if notice is not None else gr.skip(), *updates]
+
+    def page_job(self, token: str | None, values: tuple[Any, ...], make_job: Callable[[Session], Iterator[jobs.JobUpdate]]):
+        """Run a render job from the page: yield the page after every shot starts and finishes."""
+        form = self.form_dict(values[: len(self.form_keys)])
+        session = self.registry.ensure(token)
+        with session.lock:
+            problems = self.apply_form(session, form)
+        for problem in problems:
+            gr.Warning(problem)
+        try:
+            for update in make_job(session):
+                shot = update.shot_index + 1 if update.shot_index is not None else None
+                detail = ""
+                if update.event is not None and update.event.seam_score is not None:
+                    detail = f"Seam {update.event.seam_score:.2f}."
+                yield self.view(session, views.job_line(update.kind, shot, update.done, update.total, detail))
+        except USER_ERRORS as error:
+            message = user_message(error)
+            gr.Warning(message)
+            yield self.view(session, "⚠ " + message + " Finished shots are kept.")
+        except Exception as error:
+            log.exception("render job failed")
+            message = f"Rendering failed ({error.__class__.__name__}: {error}). Finished shots are kept."
+            gr.Warning(message)
+            yield self.view(session, "⚠ " + message)
+
+    # -- actions (one Director call each) --------------------------------------------------------
+
+    def sync(self, session: Session) -> Outcome:
+        return Outcome()
+
+    def set_reference(self, session: Session, path: str | None) -> Outcome:
+        image = uploads.read_image(path)
+        notices = session.director.set_reference(image)
+        return Outcome(" ".join(notices), toast=True)
+
+    def add_shot(self, session: Session) -> Outcome:
+        self.require_room(session)
+        self.require_idle(session, "add shots")
+        session.director.add_shot("")
+        return Outcome(f"Shot {len(session.director.project.shots)} added.")
+
+    def insert_after(self, session: Session, index: int) -> Outcome:
+        self.require_room(session)
+        self.require_idle(session, "insert shots")
+        session.director.insert_shot(index + 1, "")
+        return Outcome(f"New shot {index + 2} inserted; the shot after it will be re-rendered.")
+
+    def delete_shot(self, session: Session, index: int) -> Outcome:
+        self.require_idle(session, "delete shots")
+        session.director.delete_shot(index)
+        if not session.director.project.shots:
+            session.director.add_shot("")
+        self.refresh_preview(session)
+        return Outcome(f"Shot {index + 1} deleted.")
+
+    def move_shot(self, session: Session, index: int, offset: int) -> Outcome:
+        self.require_idle(session, "move shots")
+        target = index + offset
+        if not 0 <= target < len(session.director.project.shots):
+            return Outcome(f"Shot {index + 1} is already {'first' if offset < 0 else 'last'}.")
+        session.director.move_shot(index, target)
+        self.refresh_preview(session)
+        return Outcome(f"Shot {index + 1} moved to position {target + 1}; shots whose predecessor changed are stale.")
+
+    def roll_seed(self, session: Session, index: int) -> Outcome:
+        session.director.set_shot(index, seed=random_seed())
+        return Outcome(f"Shot {index + 1} has a new seed; regenerate it to see the new take.")
+
+    def select_take(self, session: Session, index: int, take_id: str | None) -> Outcome:
+        shot = session.director.shot(index)
+        if not take_id or take_id == shot.selected_take:
+            return Outcome()
+        session.director.select_take(index, take_id)
+        self.refresh_preview(session)
+        return Outcome(f"Shot {index + 1} uses take {shot.takes.index(take_id) + 1} again; the shots after it are stale.")
+
+    def cancel(self, session: Session) -> Outcome:
+        if session.job is None:
+            return Outcome("Nothing is rendering.")
+        session.cancel.set()
+        return Outcome("Cancelling after the current denoising step; finished shots are kept.")
+
+    def export(self, session: Session, audio: str | None, crossfade: float | None) -> tuple[Path, dict[str, Any]]:
+        soundtrack = uploads.keep_audio(audio, session.uploads_dir) if audio else None
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        path = session.exports_dir / f"{slug(session.director.project.name)}-{stamp}.mp4"
+        timeline = session.director.export(path, audio=soundtrack, crossfade=float(crossfade or 0.0))
+        return path, timeline
+
+    def page_export(self, session: Session, audio: str | None, crossfade: float | None) -> Outcome:
+        path, timeline = self.export(session, audio, crossfade)
+        draft = " (draft)" if timeline.get("draft") else ""
+        return Outcome(f"Exported{draft}: {timeline['frames']} frames, {views.seconds(timeline['seconds'])} s, "
+                       f"{timeline['width']}×{timeline['height']}.", extra=[gr.update(value=str(path), visible=True)])
+
+    def download_project(self, session: Session) -> Path:
+        from ..project.bundle import bundle_project
+
+        return bundle_project(session.project_dir, session.exports_dir / f"{slug(session.director.project.name)}.zip")
+
+    def page_download_project(self, session: Session) -> Outcome:
+        path = self.download_project(session)
+        return Outcome("Project zip ready: it holds the reference, prompts, settings and every take.",
+                       extra=[gr.update(value=str(path), visible=True)])
+
+    def new_project(self, session: Session | None = None, name: str | None = None) -> Outcome:
+        fresh = self.registry.create()
+        if name:
+            fresh.director.set_story(name=name)
+        return Outcome("New project started.", session=fresh)
+
+    def load_example(self, session: Session | None, name: str) -> Outcome:
+        path = next((p for p in self.presets if p.stem == name), None)
+        if path is None:
+            raise ProjectError(f"there is no example {name!r}; examples: {', '.join(p.stem for p in self.presets) or 'none'}.")
+        spec = load_spec(path)
+        fresh = self.registry.create(lambda root: Director.from_spec(path, root, self.engine))
+        notice = f"Loaded example “{spec.name}”. Press Render all."
+        if spec.description:
+            notice += f" {spec.description}"
+        return Outcome(notice, session=fresh)
+
+    def upload_project(self, session: Session | None, path: str | None) -> Outcome:
+        from ..project.bundle import unbundle_project
+
+        archive = uploads.check_zip(path)
+
+        def unpack(root: Path) -> Director:
+            unbundle_project(archive, root)
+            return Director.open(root, self.engine)
+
+        fresh = self.registry.create(unpack)
+        notices = " ".join(fresh.director.notices)
+        return Outcome(f"Project “{fresh.director.project.name}” loaded. {notices}".strip(), session=fresh)
+
+    def add_style_lora(self, session: Session, path: str | None) -> Outcome:
+        """Load an uploaded .safetensors style LoRA into the shared pipeline (weight 0 for every
+        other session) and turn it on for this project."""
+        if not self.has_loras:
+            raise EngineError("style LoRAs are unavailable on the draft engine; they apply to the wan engines only.")
+        from ..engines.loras import LoraSpec
+
+        name = f"style_{secrets.token_hex(4)}"
+        file = uploads.keep_lora(path, session.uploads_dir, name)
+        with runtime.GPU_LOCK:
+            self.engine.loras.add(LoraSpec(name=name, path=str(file), target="both", weight=0.0, role="style"))
+        self.registry.lora_owners[name] = session.token
+        session.style_loras.append(name)
+        weights = dict(session.director.project.settings.lora_weights)
+        weights[name] = 1.0
+        session.director.update_settings(lora_weights=weights)
+        return Outcome(f"Style LoRA {uploads.upload_name(path)} loaded as “{name}” at weight 1 (change it under LoRA weights).")
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def require_room(self, session: Session) -> None:
+        if len(session.director.project.shots) >= self.max_shots:
+            raise ProjectError(f"the editor holds up to {self.max_shots} shots (set SVI_MAX_SHOTS for more).")
+
+    def require_idle(self, session: Session, what: str) -> None:
+        if session.job is not None:
+            raise ProjectError(f"cannot {what} while rendering; wait for the render to finish or cancel it.")
+
+    def refresh_preview(self, session: Session) -> None:
+        """The film preview after the cut changed (a take selected, a shot moved or deleted)."""
+        if session.director.preview(session.preview_path) is None:
+            session.preview_path.unlink(missing_ok=True)
+
+    # -- API (JSON in, JSON out) -----------------------------------------------------------------
+
+    def api_session(self, token: str | None) -> Session:
+        return self.registry.ensure(token)
+
+    def status(self, session: Session, notices: list[str] | None = None) -> dict[str, Any]:
+        with session.lock:
+            return views.public_status(session.director, session.director.statuses(), notices)
+
+    def api_call(self, token: str | None, action: Callable[[Session], Any]) -> tuple[str, Any]:
+        """Run an API action; a user error becomes gr.Error with its message."""
+        session = self.api_session(token)
+        try:
+            with session.lock:
+                result = action(session)
+        except USER_ERRORS as error:
+            raise gr.Error(user_message(error)) from None
+        if isinstance(result, Outcome):
+            target = result.session or session
+            notices = [result.notice] if result.notice else []
+            return target.token, self.status(target, notices)
+        return session.token, result
+
+    def api_start(self, action: Callable[[], Outcome]) -> tuple[str, Any]:
+        """Run an API action that starts a new session (new project, example, uploaded zip)."""
+        try:
+            outcome = action()
+        except USER_ERRORS as error:
+            raise gr.Error(user_message(error)) from None
+        return outcome.session.token, self.status(outcome.session, [outcome.notice] if outcome.notice else [])
+
+    def api_job(self, token: str | None, make_job: Callable[[Session], Iterator[jobs.JobUpdate]]):
+        session = self.api_session(token)
+        try:
+            last = None
+            for update in make_job(session):
+                last = update
+                yield session.token, self.status(session, [views.job_line(
+                    update.kind, update.shot_index + 1 if update.shot_index is not None else None,
+                    update.done, update.total)])
+            if last is None:
+                yield session.token, self.status(session)
+        except USER_ERRORS as error:
+            raise gr.Error(user_message(error)) from None
+
+    def set_story(self, session: Session, style_prompt: str | None, negative_prompt: str | None) -> Outcome:
+        session.director.set_story(style_prompt=style_prompt, negative_prompt=negative_prompt)
+        return Outcome()
+
+    def set_shots(self, session: Session, prompts: Any) -> Outcome:
+        """Make the film's shots these prompts, in order (existing shots keep their takes
+        where the prompt is unchanged; extra shots are added, missing ones deleted)."""
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
+            raise ProjectError("shots must be a list of prompt strings.")
+        if len(prompts) > self.max_shots:
+            raise ProjectError(f"the editor holds up to {self.max_shots} shots; got {len(prompts)}.")
+        self.require_idle(session, "change the shot list")
+        director = session.director
+        for index, prompt in enumerate(prompts):
+            if index < len(director.project.shots):
+                if director.project.shots[index].prompt != prompt:
+                    director.set_shot(index, prompt=prompt)
+            else:
+                director.add_shot(prompt)
+        while len(director.project.shots) > len(prompts):
+            director.delete_shot(len(director.project.shots) - 1)
+        return Outcome(f"{len(prompts)} shots.")
+
+    def update_settings(self, session: Session, changes: Any) -> Outcome:
+        if not isinstance(changes, dict):
+            raise SettingsError("settings must be a JSON object, e.g. {\"steps\": 4}.")
+        notices = session.director.update_settings(**changes)
+        return Outcome(" ".join(notices))

@@ -1,0 +1,83 @@
+"""Uploaded files are untrusted: open them defensively and say plainly what is wrong.
+
+Gradio hands handlers the path of an upload in its own upload folder; these helpers
+read it and raise `UploadError` (a ProjectError, so the page shows the message) for
+anything that is not what it claims to be.
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+import zipfile
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+from ..project.model import ProjectError
+
+MAX_IMAGE_PIXELS = 64_000_000  # larger references are refused (decompression bombs)
+AUDIO_SUFFIXES = {".wav", ".mp3", ".m4a", ".aac", ".ogg", ".flac"}
+
+
+class UploadError(ProjectError):
+    """An uploaded file that cannot be used; the message says why."""
+
+
+def upload_name(path: str | Path | None) -> str:
+    return Path(str(path)).name if path else "the file"
+
+
+def read_image(path: str | Path | None) -> Image.Image:
+    """An uploaded reference image as RGB (EXIF rotation applied), or UploadError."""
+    if not path:
+        raise UploadError("no image was uploaded.")
+    name = upload_name(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                if image.width * image.height > MAX_IMAGE_PIXELS:
+                    raise UploadError(f"{name} is {image.width}×{image.height}; use an image under "
+                                      f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels.")
+                image.load()
+                image = ImageOps.exif_transpose(image)
+                return image.convert("RGB")
+    except UploadError:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise UploadError(f"{name} is not an image this app can read; upload a PNG, JPEG or WebP file.") from None
+
+
+def keep_audio(path: str | Path | None, folder: Path) -> Path | None:
+    """Copy an uploaded soundtrack into the session's uploads folder (export reads it later)."""
+    if not path:
+        return None
+    source = Path(path)
+    if source.suffix.lower() not in AUDIO_SUFFIXES:
+        raise UploadError(f"{source.name}: use a {', '.join(sorted(AUDIO_SUFFIXES))} file for the soundtrack.")
+    target = folder / f"soundtrack{source.suffix.lower()}"
+    shutil.copyfile(source, target)
+    return target
+
+
+def keep_lora(path: str | Path | None, folder: Path, stem: str) -> Path:
+    """Copy an uploaded LoRA (.safetensors only: never a pickle) into the session's uploads folder."""
+    if not path:
+        raise UploadError("no LoRA file was uploaded.")
+    source = Path(path)
+    if source.suffix.lower() != ".safetensors":
+        raise UploadError(f"{source.name}: LoRAs must be .safetensors files (pickled .ckpt/.pt/.bin files are refused).")
+    target = folder / f"{stem}.safetensors"
+    shutil.copyfile(source, target)
+    return target
+
+
+def check_zip(path: str | Path | None) -> Path:
+    """An uploaded project bundle: must at least be a zip (the bundle module checks the rest)."""
+    if not path:
+        raise UploadError("no project file was uploaded.")
+    source = Path(path)
+    if not zipfile.is_zipfile(source):
+        raise UploadError(f"{source.name} is not a project zip (download one with 'Download project').")
+    return source
