@@ -48,7 +48,9 @@ FIRST_PRESET = "cat-adventure"
 def user_message(error: BaseException) -> str:
     """An exception as a sentence for the page (first letter capitalised, no traceback)."""
     text = str(error).strip() or error.__class__.__name__
-    return text[0].upper() + text[1:]
+    if re.match(r"[a-z]+\b(?![.\w])", text):  # a sentence, not a file name like "cat.png is …"
+        text = text[0].upper() + text[1:]
+    return text
 
 
 def same_value(a: Any, b: Any) -> bool:
@@ -218,17 +220,19 @@ class Studio:
             problems = self.apply_form(session, form)
         for problem in problems:
             gr.Warning(problem)
+        started = False
         try:
             for update in make_job(session):
+                started = started or update.kind == "start"
                 shot = update.shot_index + 1 if update.shot_index is not None else None
                 detail = ""
                 if update.event is not None and update.event.seam_score is not None:
                     detail = f"Seam {update.event.seam_score:.2f}."
                 yield self.view(session, views.job_line(update.kind, shot, update.done, update.total, detail))
         except USER_ERRORS as error:
-            message = user_message(error)
+            message = user_message(error) + (" Finished shots are kept." if started else "")
             gr.Warning(message)
-            yield self.view(session, "⚠ " + message + " Finished shots are kept.")
+            yield self.view(session, "⚠ " + message)
         except Exception as error:
             log.exception("render job failed")
             message = f"Rendering failed ({error.__class__.__name__}: {error}). Finished shots are kept."

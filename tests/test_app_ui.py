@@ -1,0 +1,375 @@
+"""The web app without a browser: handlers, sessions, and the named API through gradio_client.
+
+The app runs on the tiny engine (random weights: its clips are noise) at 21 frames
+per shot, in this process, on a free port, with a temporary data folder.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+
+from svi_studio.engines.base import Cancelled, OutOfMemory  # noqa: E402
+from svi_studio.project.model import ProjectError  # noqa: E402
+from svi_studio.settings import ClipSettings  # noqa: E402
+from svi_studio.ui import gpu, jobs, runtime, uploads, views  # noqa: E402
+from svi_studio.ui.app import _parse_action, build_app, launch_app  # noqa: E402
+from svi_studio.ui.sessions import CancelFlag  # noqa: E402
+from svi_studio.ui.studio import Studio  # noqa: E402
+from svi_studio.video_io import probe  # noqa: E402
+
+from conftest import make_reference  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:gradio.helpers")  # gr.Warning outside a request
+
+FRAMES = 21  # 4k+1; with one motion latent every later shot keeps 21 - 5 = 16 frames
+PROMPTS = ['A cat wakes up, "slow" push-in,\nthen looks left', "It jumps down, pan left", "It runs off; tracking shot"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    engine, _ = runtime.get_engine("tiny")
+    return engine
+
+
+@pytest.fixture(scope="module")
+def reference_png(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("inputs") / "reference.png"
+    make_reference(160, 96).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(tiny, tmp_path_factory):
+    """(url, demo) of the app on the tiny engine, served from a thread."""
+    data_dir = tmp_path_factory.mktemp("svi-data")
+    demo = build_app("tiny", data_dir, max_shots=6)
+    port = free_port()
+    launch_app(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/", demo
+    demo.close()
+
+
+def client_for(url: str) -> Client:
+    return Client(url, verbose=False)
+
+
+def start_film(client: Client, reference: Path, prompts: list[str]) -> dict:
+    client.predict("", api_name="/new_project")
+    status = client.predict(handle_file(str(reference)), api_name="/set_reference")
+    assert "Clips will be" in " ".join(status["notices"])
+    client.predict({"num_frames": FRAMES}, api_name="/update_settings")
+    return client.predict(prompts, api_name="/set_shots")
+
+
+def session_folders(demo) -> dict[str, Path]:
+    return {token: session.folder for token, session in demo.studio.registry._sessions.items()}
+
+
+# -- end to end through the named API ------------------------------------------------------------
+
+
+def test_named_endpoints_are_listed(server):
+    url, _ = server
+    names = set(client_for(url).view_api(print_info=False, return_format="dict")["named_endpoints"])
+    for name in ("new_project", "load_example", "upload_project", "set_reference", "set_story", "set_shots",
+                 "update_settings", "render", "regenerate", "select_take", "cancel", "export",
+                 "download_project", "status"):
+        assert f"/{name}" in names
+
+
+def test_client_drives_a_film_end_to_end(server, reference_png, tmp_path):
+    url, _ = server
+    client = client_for(url)
+    status = start_film(client, reference_png, PROMPTS)
+    assert [shot["prompt"] for shot in status["shots"]] == PROMPTS  # newlines, commas and quotes kept
+    assert [shot["status"] for shot in status["shots"]] == ["missing"] * 3
+
+    status = client.predict(api_name="/render")
+    assert [shot["status"] for shot in status["shots"]] == ["fresh"] * 3
+    assert all(shot["seam_score"] is not None for shot in status["shots"][1:])
+    assert "clip_path" not in status["shots"][0]  # no server paths leave the server
+    first_takes = [shot["selected_take"] for shot in status["shots"]]
+
+    status = client.predict(1, False, api_name="/regenerate")
+    shots = status["shots"]
+    assert shots[0]["selected_take"] == first_takes[0]  # upstream never re-rendered
+    assert shots[1]["selected_take"] != first_takes[1] and len(shots[1]["takes"]) == 2
+    assert shots[2]["status"] == "stale" and "different take" in shots[2]["reason"]
+
+    status = client.predict(1, True, api_name="/regenerate")  # regenerate from here
+    assert [shot["status"] for shot in status["shots"]] == ["fresh"] * 3
+    assert len(status["shots"][2]["takes"]) == 2
+
+    exported = client.predict(0, None, api_name="/export")
+    assert probe(exported)["frames"] == FRAMES + 2 * (FRAMES - 5)
+
+    # Going back to an earlier take makes the shot after it stale.
+    status = client.predict(1, first_takes[1], api_name="/select_take")
+    assert status["shots"][1]["selected_take"] == first_takes[1]
+    assert status["shots"][2]["status"] == "stale"
+
+
+def test_user_errors_come_back_as_messages(server, tmp_path):
+    url, _ = server
+    client = client_for(url)
+    client.predict("", api_name="/new_project")
+    client.predict(["a shot"], api_name="/set_shots")
+    with pytest.raises(gradio_client.exceptions.AppError, match="(?i)no reference image"):
+        client.predict(api_name="/render")
+    not_an_image = tmp_path / "photo.png"
+    not_an_image.write_text("this is not a picture")
+    with pytest.raises(gradio_client.exceptions.AppError, match="(?i)not an image"):
+        client.predict(handle_file(str(not_an_image)), api_name="/set_reference")
+    with pytest.raises(gradio_client.exceptions.AppError, match="(?i)steps must be at least 1"):
+        client.predict({"steps": 0}, api_name="/update_settings")
+    with pytest.raises(gradio_client.exceptions.AppError, match="(?i)no usable take"):
+        client.predict(0, None, api_name="/export")
+    assert client.predict(api_name="/status")["shots"][0]["prompt"] == "a shot"  # the project survived
+
+
+# -- sessions ---------------------------------------------------------------------------------------
+
+
+def test_two_sessions_see_only_their_own_project(server, reference_png):
+    url, demo = server
+    alice, bob = client_for(url), client_for(url)
+    results: dict[str, dict] = {}
+
+    def work(name: str, client: Client, prompts: list[str]) -> None:
+        start_film(client, reference_png, prompts)
+        results[name] = client.predict(api_name="/render")
+
+    threads = [threading.Thread(target=work, args=("alice", alice, ["alice one", "alice two"])),
+               threading.Thread(target=work, args=("bob", bob, ["bob only"]))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=240)
+    assert [s["prompt"] for s in results["alice"]["shots"]] == ["alice one", "alice two"]
+    assert [s["prompt"] for s in results["bob"]["shots"]] == ["bob only"]
+    assert [s["prompt"] for s in alice.predict(api_name="/status")["shots"]] == ["alice one", "alice two"]
+
+    alice_film, bob_film = alice.predict(0, None, api_name="/export"), bob.predict(0, None, api_name="/export")
+    assert probe(alice_film)["frames"] == FRAMES + FRAMES - 5 and probe(bob_film)["frames"] == FRAMES
+
+    # On disk: each project in its own session folder, holding only its own shots.
+    owners = {}
+    for token, folder in session_folders(demo).items():
+        project = json.loads((folder / "project" / "project.json").read_text())
+        owners[tuple(shot["prompt"] for shot in project["shots"])] = folder
+    alice_folder, bob_folder = owners[("alice one", "alice two")], owners[("bob only",)]
+    assert alice_folder != bob_folder and alice_folder.parent == bob_folder.parent
+    assert list(alice_folder.glob("exports/*.mp4")) and list(bob_folder.glob("exports/*.mp4"))
+
+
+def _raw_call(url: str, fn_index: int, data: list, session_hash: str) -> dict:
+    """Call an event the way a hand-made client would: POST queue/join, read queue/data."""
+    with httpx.Client(base_url=url, timeout=60) as http:
+        joined = http.post("gradio_api/queue/join", json={"data": data, "fn_index": fn_index, "session_hash": session_hash,
+                                                          "event_data": None, "trigger_id": None})
+        joined.raise_for_status()
+        with http.stream("GET", "gradio_api/queue/data", params={"session_hash": session_hash}) as stream:
+            for line in stream.iter_lines():
+                if line.startswith("data:"):
+                    message = json.loads(line[5:])
+                    if message.get("msg") == "process_completed":
+                        return message
+    raise AssertionError("no result")
+
+
+def _fn_index(demo, api_name: str) -> int:
+    for dependency in demo.get_config_file()["dependencies"]:
+        if dependency.get("api_name") == api_name:
+            return dependency["id"]
+    raise KeyError(api_name)
+
+
+def test_crafted_requests_cannot_reach_another_session(server, reference_png):
+    url, demo = server
+    victim = client_for(url)
+    start_film(victim, reference_png, ["victim's secret shot"])
+    victim_token, victim_folder = next((token, folder) for token, folder in session_folders(demo).items()
+                                       if "victim's secret shot" in (folder / "project" / "project.json").read_text())
+    reference_file = victim_folder / "project" / "reference.png"
+
+    # 1. Sending the victim's token where the session state goes: State comes from the server, not the request.
+    message = _raw_call(url, _fn_index(demo, "status"), [victim_token], "attacker-session-1")
+    assert message["success"]
+    status = message["output"]["data"][1]
+    assert "victim's secret shot" not in json.dumps(status)
+
+    # 2. A file input pointing at the victim's files is refused (only uploads are accepted).
+    message = _raw_call(url, _fn_index(demo, "set_reference"),
+                        [None, {"path": str(reference_file), "meta": {"_type": "gradio.FileData"}}], "attacker-session-2")
+    assert not message["success"]
+
+    # 3. Session files are not served by path.
+    with httpx.Client(base_url=url) as http:
+        assert http.get(f"gradio_api/file={reference_file}").status_code == 403
+
+    # 4. Session tokens and card actions from the page are validated, never used as paths.
+    studio = demo.studio
+    with pytest.raises(ProjectError):
+        studio.registry.folder("../" + victim_token)
+    assert studio.registry.get("0" * 32) is None
+    assert _parse_action('{"do": "delete", "shot": -1}', 6) == (None, 0, None)
+    assert _parse_action("not json", 6) == (None, 0, None)
+    assert victim.predict(api_name="/status")["shots"][0]["prompt"] == "victim's secret shot"
+
+
+# -- handlers without a server -------------------------------------------------------------------
+
+
+@pytest.fixture
+def studio(tiny, tmp_path) -> Studio:
+    return Studio(tiny, tmp_path, max_shots=4)
+
+
+def form_of(studio: Studio, session, **changes) -> tuple:
+    values = {key: session.shown.get(key) for key in studio.form_keys}
+    values.update(changes)
+    return tuple(values[key] for key in studio.form_keys)
+
+
+def test_page_keeps_prompts_exactly_and_only_saves_what_changed(studio):
+    session = studio.registry.create()
+    studio.view(session, "")
+    typed = '  "Quoted", commas,\nand a second line  '
+    studio.page(session.token, form_of(studio, session, **{"c0.prompt": typed}), studio.sync)
+    assert session.director.project.shots[0].prompt == typed
+    seed_before = session.director.project.shots[0].seed
+    # An invalid seed is reported, not saved; the rest of the form still is.
+    studio.page(session.token, form_of(studio, session, **{"c0.seed": "twelve", "style": "watercolour"}), studio.sync)
+    assert session.director.project.shots[0].seed == seed_before
+    assert session.director.project.style_prompt == "watercolour"
+
+
+def test_page_turns_errors_into_messages(studio, tmp_path):
+    session = studio.registry.create()
+    studio.view(session, "")
+    junk = tmp_path / "junk.jpg"
+    junk.write_bytes(b"\x00" * 64)
+    outputs = studio.page(session.token, form_of(studio, session), lambda s: studio.set_reference(s, str(junk)))
+    assert "not an image" in outputs[1]["value"]
+    outputs = list(studio.page_job(session.token, form_of(studio, session), lambda s: jobs.render_all(s)))
+    assert "No reference image" in outputs[-1][1]["value"]
+    assert session.director.project.shots  # the project is intact
+
+
+def test_upload_helpers_refuse_bad_files(tmp_path):
+    (tmp_path / "x.png").write_text("no")
+    with pytest.raises(uploads.UploadError, match="(?i)not an image"):
+        uploads.read_image(tmp_path / "x.png")
+    with pytest.raises(uploads.UploadError, match="safetensors"):
+        uploads.keep_lora(tmp_path / "x.ckpt", tmp_path, "style")
+    with pytest.raises(uploads.UploadError, match="not a project zip"):
+        uploads.check_zip(tmp_path / "x.png")
+    good = tmp_path / "ok.png"
+    Image.new("RGB", (40, 30), "red").save(good)
+    assert uploads.read_image(good).size == (40, 30)
+
+
+def _ready_session(studio: Studio, prompts: list[str]):
+    session = studio.registry.create()
+    director = session.director
+    director.set_reference(make_reference(160, 96))
+    director.update_settings(num_frames=FRAMES)
+    director.set_shot(0, prompt=prompts[0])
+    for prompt in prompts[1:]:
+        director.add_shot(prompt)
+    return session
+
+
+def test_render_job_streams_start_and_clip_per_shot_and_cancel_keeps_finished(studio):
+    session = _ready_session(studio, ["one", "two", "three"])
+    kinds = []
+    cancel_after_first = []
+
+    class Progress:
+        def __call__(self, fraction, desc=None):
+            if cancel_after_first and not session.cancel.is_set():
+                session.cancel.set()
+
+    for update in jobs.render_all(session, Progress()):
+        kinds.append((update.kind, update.shot_index))
+        if update.kind == "clip":
+            cancel_after_first.append(True)
+    assert kinds[:3] == [("start", 0), ("clip", 0), ("start", 1)]
+    assert kinds[-1][0] == "cancelled"
+    statuses = [s.status for s in session.director.statuses()]
+    assert statuses == ["fresh", "missing", "missing"]  # the finished shot is kept, nothing half-written
+    assert not session.cancel.is_set() and session.job is None
+    assert [u.kind for u in jobs.render_all(session)].count("clip") == 2  # and the rest renders later
+
+
+def test_out_of_memory_is_a_message_and_earlier_shots_survive(studio, tiny, monkeypatch):
+    session = _ready_session(studio, ["one", "two"])
+    real = tiny.generate_clip
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OutOfMemory("the GPU ran out of memory rendering 96x64; lower the resolution.")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tiny, "generate_clip", flaky)
+    outputs = list(studio.page_job(session.token, form_of(studio, session), lambda s: jobs.render_all(s)))
+    assert "ran out of memory" in outputs[-1][1]["value"]
+    assert [s.status for s in session.director.statuses()] == ["fresh", "missing"]
+    assert session.job is None
+
+
+def test_gpu_unit_takes_and_returns_plain_data(studio, tmp_path):
+    """ZeroGPU pickles the GPU function's arguments and result."""
+    flag = CancelFlag(tmp_path / "cancel")
+    copy = pickle.loads(pickle.dumps(flag))
+    flag.set()
+    assert copy.is_set()  # the forked worker sees the flag file
+    flag.clear()
+    assert not copy.is_set()
+    session = _ready_session(studio, ["one"])
+    result = runtime.render_shot_on_gpu(str(session.project_dir), 0, session.director.project.shots[0].id,
+                                        studio.engine.preset_id, copy)
+    assert result["ok"] and pickle.loads(pickle.dumps(result)) == result
+    jobs.adopt_take(session.director, runtime.ClipEvent(**result["event"]))
+    assert session.director.statuses()[0].status == "fresh"
+    flag.set()
+    with pytest.raises(Cancelled):
+        runtime.render_shot(session.director, 0, flag)
+
+
+def test_gpu_duration_estimate():
+    small = gpu.estimate_seconds(ClipSettings(steps=4, guidance=1.0), "wan")
+    big = gpu.estimate_seconds(ClipSettings(steps=40, guidance=5.0), "wan")
+    assert gpu.MIN_S <= small < big <= gpu.MAX_S
+    assert gpu.estimate_seconds(ClipSettings(width=1280, height=720, steps=4, guidance=1.0), "wan") > small
+    assert gpu.estimate_seconds(ClipSettings(), "draft") == gpu.DRAFT_S
+
+
+def test_views_flag_seams_and_escape_text():
+    assert "svi-cut-warn" in views.cut_marker(2, views.SEAM_WARN + 0.5)
+    assert "svi-cut-ok" in views.cut_marker(2, 1.0)
+    assert "&lt;script&gt;" in views.status_badge("stale", "<script>")
+    assert views.parse_lora_weights("a = 0.5\n# note\nb=1") == {"a": 0.5, "b": 1.0}
+    with pytest.raises(ValueError):
+        views.parse_lora_weights("just a name")
