@@ -259,3 +259,12 @@ def test_seed_variation_is_deterministic_and_varies():
     assert same[0] == same[1]
     assert TakeVariation.from_seed(8, move).to_dict() != same[0]
     TakeVariation.from_seed(2**64 - 1, move)  # the largest seed the app allows
+
+
+@pytest.mark.parametrize("prompt, summary", [
+    ("the camera slowly pulling back from a close-up", "slow pull-back"),
+    ("starting wide, the camera pushes in", "push-in"),
+    ("pan left from a close up of the paws", "pan left"),
+])
+def test_framing_the_shot_starts_from_is_not_a_move(prompt, summary):
+    assert parse_camera(prompt).summary == summary

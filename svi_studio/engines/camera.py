@@ -239,7 +239,7 @@ def parse_camera(prompt: str) -> CameraMove:
             index += 1
             continue
         what, end = match
-        if not _negated(tokens, index):
+        if not _negated(tokens, index) and not _is_start_framing(tokens, index):
             found.append((what, index, end))
         index = end + 1
 
@@ -286,6 +286,17 @@ def _match_verb(tokens: list[str], index: int) -> tuple[str, int] | None:
     if stem in LONE_VERBS:
         return LONE_VERBS[stem], index
     return None
+
+
+FRAMING_WORDS = {"close", "closeup", "closeups", "wide"}
+FROM_WORDS = {"from", "starting", "starts", "start", "begins", "beginning", "opening", "opens"}
+
+
+def _is_start_framing(tokens: list[str], index: int) -> bool:
+    """'pulling back from a close-up', 'starting wide': a framing the shot starts from, not a move."""
+    return tokens[index] in FRAMING_WORDS and any(
+        word in FROM_WORDS for word in tokens[max(0, index - 3):index]
+    )
 
 
 def _negated(tokens: list[str], index: int) -> bool:
