@@ -10,11 +10,9 @@ import json
 import pickle
 import socket
 import threading
-import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -29,8 +27,6 @@ from svi_studio.ui.app import _parse_action, build_app, launch_app  # noqa: E402
 from svi_studio.ui.sessions import CancelFlag  # noqa: E402
 from svi_studio.ui.studio import Studio  # noqa: E402
 from svi_studio.video_io import probe  # noqa: E402
-
-from conftest import make_reference  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:gradio.helpers")  # gr.Warning outside a request
 
@@ -51,9 +47,9 @@ def tiny():
 
 
 @pytest.fixture(scope="module")
-def reference_png(tmp_path_factory) -> Path:
+def reference_png(reference_image, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("inputs") / "reference.png"
-    make_reference(160, 96).save(path)
+    reference_image.save(path)
     return path
 
 
@@ -288,10 +284,10 @@ def test_upload_helpers_refuse_bad_files(tmp_path):
     assert uploads.read_image(good).size == (40, 30)
 
 
-def _ready_session(studio: Studio, prompts: list[str]):
+def _ready_session(studio: Studio, prompts: list[str], reference: Image.Image):
     session = studio.registry.create()
     director = session.director
-    director.set_reference(make_reference(160, 96))
+    director.set_reference(reference)
     director.update_settings(num_frames=FRAMES)
     director.set_shot(0, prompt=prompts[0])
     for prompt in prompts[1:]:
@@ -299,8 +295,8 @@ def _ready_session(studio: Studio, prompts: list[str]):
     return session
 
 
-def test_render_job_streams_start_and_clip_per_shot_and_cancel_keeps_finished(studio):
-    session = _ready_session(studio, ["one", "two", "three"])
+def test_render_job_streams_start_and_clip_per_shot_and_cancel_keeps_finished(studio, reference_image):
+    session = _ready_session(studio, ["one", "two", "three"], reference_image)
     kinds = []
     cancel_after_first = []
 
@@ -321,8 +317,8 @@ def test_render_job_streams_start_and_clip_per_shot_and_cancel_keeps_finished(st
     assert [u.kind for u in jobs.render_all(session)].count("clip") == 2  # and the rest renders later
 
 
-def test_out_of_memory_is_a_message_and_earlier_shots_survive(studio, tiny, monkeypatch):
-    session = _ready_session(studio, ["one", "two"])
+def test_out_of_memory_is_a_message_and_earlier_shots_survive(studio, tiny, monkeypatch, reference_image):
+    session = _ready_session(studio, ["one", "two"], reference_image)
     real = tiny.generate_clip
     calls = []
 
@@ -339,7 +335,7 @@ def test_out_of_memory_is_a_message_and_earlier_shots_survive(studio, tiny, monk
     assert session.job is None
 
 
-def test_gpu_unit_takes_and_returns_plain_data(studio, tmp_path):
+def test_gpu_unit_takes_and_returns_plain_data(studio, tmp_path, reference_image):
     """ZeroGPU pickles the GPU function's arguments and result."""
     flag = CancelFlag(tmp_path / "cancel")
     copy = pickle.loads(pickle.dumps(flag))
@@ -347,7 +343,7 @@ def test_gpu_unit_takes_and_returns_plain_data(studio, tmp_path):
     assert copy.is_set()  # the forked worker sees the flag file
     flag.clear()
     assert not copy.is_set()
-    session = _ready_session(studio, ["one"])
+    session = _ready_session(studio, ["one"], reference_image)
     result = runtime.render_shot_on_gpu(str(session.project_dir), 0, session.director.project.shots[0].id,
                                         studio.engine.preset_id, copy)
     assert result["ok"] and pickle.loads(pickle.dumps(result)) == result

@@ -1,8 +1,10 @@
 """Render jobs: "Render all" and "Regenerate (from here)", one GPU call per shot.
 
 A job is a generator of `JobUpdate`s: one when a shot starts (so its card can show
-"rendering"), one when its clip is on disk (the card shows the clip, the film
-preview is rewritten), and a last one when the job ends (done or cancelled). The
+"rendering"), one as soon as its clip is on disk (the card shows the clip), and a
+last one when the job ends (done or cancelled). The film preview is re-encoded in a
+background thread while the next shot renders (it lags one shot behind during a
+job and is complete at its end), so neither the clip nor the GPU waits for it. The
 planning follows Director.render / Director.regenerate: shots are re-planned after
 every clip, so a shot made stale by the clip before it is rendered too. Each shot is
 rendered by `runtime.render_shot` (its own `@spaces.GPU` call on a Space); the new
@@ -12,7 +14,9 @@ take is then adopted into the session's own Director, which never left this proc
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ..director import ClipEvent, Director
@@ -37,10 +41,43 @@ class JobUpdate:
     done: int
     total: int
     event: ClipEvent | None = None
-    preview: str | None = None
 
 
 Planner = Callable[[list[str]], "int | None"]
+
+
+class PreviewWriter:
+    """Rewrites one session's film preview in a background thread; requests made while it
+    runs fold into one more run, so the preview ends up showing the latest film."""
+
+    def __init__(self, director: Director, path: Path):
+        self.director, self.path = director, path
+        self._wanted = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def request(self) -> None:
+        with self._lock:
+            self._wanted.set()
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._work, name="svi-preview", daemon=True)
+                self._thread.start()
+
+    def wait(self, timeout: float | None = None) -> None:
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                if not self._wanted.is_set():
+                    return
+                self._wanted.clear()
+            try:
+                self.director.preview(self.path)
+            except Exception:  # a failed preview must not end the job; the clips are safe on disk
+                log.exception("could not write the film preview %s", self.path)
 
 
 def adopt_take(director: Director, event: ClipEvent) -> None:
@@ -111,9 +148,11 @@ def _run(session: Session, kind: str, plan: Planner, total: int, progress: Any) 
     session.job = kind
     rendered: list[str] = []
     renders_of: dict[str, int] = {}
+    preview = PreviewWriter(director, session.preview_path)
     try:
         while True:
             if session.cancel.is_set():
+                preview.wait()
                 yield JobUpdate("cancelled", None, len(rendered), total)
                 return
             with session.lock:
@@ -132,6 +171,7 @@ def _run(session: Session, kind: str, plan: Planner, total: int, progress: Any) 
                 yield JobUpdate("start", index, len(rendered), total)
                 event = runtime.render_shot(director, index, session.cancel, progress, len(rendered), total)
             except Cancelled:
+                preview.wait()
                 yield JobUpdate("cancelled", index, len(rendered), total)
                 return
             finally:
@@ -139,10 +179,11 @@ def _run(session: Session, kind: str, plan: Planner, total: int, progress: Any) 
             with session.lock:
                 adopt_take(director, event)
             rendered.append(event.take_id)
-            preview = director.preview(session.preview_path)
-            yield JobUpdate("clip", director.project.shot_index(event.shot_id), len(rendered), total, event,
-                            str(preview) if preview else None)
+            preview.request()
+            yield JobUpdate("clip", director.project.shot_index(event.shot_id), len(rendered), total, event)
+        preview.wait()
         yield JobUpdate("done", None, len(rendered), len(rendered))
     finally:
+        preview.wait()
         session.job = None
         session.cancel.clear()

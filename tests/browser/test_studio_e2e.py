@@ -1,0 +1,173 @@
+"""SVI Studio in headless Chromium: upload, write three shots, watch them render one by one,
+re-roll a middle shot, see the next one go stale, regenerate from there, export and check
+the file.
+
+The app runs in this process on the tiny engine (random weights: the clips are noise)
+at 21 frames per shot. Screenshots of every step go to test-artifacts/studio-e2e/; the
+time from "Render all" to each clip is written to timings.json beside them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow,
+              pytest.mark.filterwarnings("ignore::UserWarning:gradio.helpers")]
+
+CHROMIUM = "/usr/bin/chromium"
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium); this test never downloads a browser",
+                allow_module_level=True)
+sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+
+from svi_studio.ui import build_app, launch_app  # noqa: E402
+from svi_studio.video_io import probe  # noqa: E402
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "studio-e2e"
+FRAMES = 21  # frames per shot; every shot after the first keeps FRAMES - 5 (one motion latent)
+PROMPTS = ['A ginger cat wakes up on a windowsill, slow push-in,\n"morning light", dust in the air',
+           "The cat jumps down to the floor, pan left",
+           "It trots out of the room; tracking shot, low angle"]
+LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def studio_url(tmp_path_factory):
+    demo = build_app("tiny", tmp_path_factory.mktemp("svi-browser-data"), max_shots=6)
+    port = free_port()
+    launch_app(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def artifacts() -> Path:
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    ARTIFACTS.mkdir(parents=True)
+    return ARTIFACTS
+
+
+@pytest.fixture
+def page(studio_url):
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        page.set_default_timeout(60_000)
+        page.goto(studio_url)
+        page.wait_for_selector("#render-all")
+        yield page
+        browser.close()
+
+
+def upload(page, selector: str, path: Path) -> None:
+    with page.expect_file_chooser() as chooser:
+        page.click(selector)
+    chooser.value.set_files(str(path))
+
+
+def status_text(page) -> str:
+    return page.inner_text("#job-status")
+
+
+def clip_src(page, number: int) -> str | None:
+    return page.evaluate(f"() => document.querySelector('#shot-{number}-video video')?.getAttribute('src') ?? null")
+
+
+def test_studio_renders_shot_by_shot_and_exports(page, reference_image, tmp_path, artifacts):
+    shot = lambda name: page.screenshot(path=str(artifacts / name), full_page=True)  # noqa: E731
+    shot("01-empty.png")
+    assert "random noise" in page.inner_text("#engine-banner")
+
+    # An unreadable "image" is refused with a message, not a stack trace.
+    junk = tmp_path / "holiday.png"
+    junk.write_text("this is not a picture")
+    upload(page, "#reference-upload", junk)
+    page.wait_for_function("() => document.querySelector('#job-status').innerText.includes('not an image')")
+
+    reference = tmp_path / "reference.png"
+    reference_image.save(reference)
+    upload(page, "#reference-upload", reference)
+    page.wait_for_function("() => document.querySelector('#resolution-note').innerText.includes('Clips will be')")
+
+    page.click("#settings")
+    frames = page.locator("#setting-frames input[type=number]")
+    frames.fill(str(FRAMES))
+    frames.blur()
+    page.wait_for_function(f"() => document.querySelector('#resolution-note').innerText.includes('{FRAMES} frames')")
+
+    for number, prompt in enumerate(PROMPTS, start=1):
+        if number > 1:
+            page.click("#add-shot")
+            page.wait_for_selector(f"#shot-card-{number}", state="visible")
+        box = page.locator(f"#shot-{number}-prompt textarea")
+        box.fill(prompt)
+        box.blur()
+    page.wait_for_function("() => document.querySelector('#film-summary').innerText.includes('to render: shot 1, 2, 3')")
+    shot("02-three-shots.png")
+
+    # Render all: the clips must appear one after another, each as soon as it is done.
+    started = time.monotonic()
+    page.click("#render-all")
+    appeared: dict[int, float] = {}
+    statuses: set[str] = set()
+    while len(appeared) < 3 and time.monotonic() - started < 180:
+        for number in (1, 2, 3):
+            if number not in appeared and clip_src(page, number):
+                appeared[number] = round(time.monotonic() - started, 2)
+                if number == 2:
+                    shot("03-rendering-two-done.png")
+        statuses.add(status_text(page))
+        page.wait_for_timeout(50)
+    assert sorted(appeared) == [1, 2, 3], f"clips seen: {appeared}"
+    assert appeared[1] < appeared[2] < appeared[3], f"clips did not arrive one by one: {appeared}"
+    assert any("Rendering shot 2 (2 of 3)" in text for text in statuses), statuses
+    page.wait_for_function("() => document.querySelector('#job-status').innerText.includes('Done: 3 shots')")
+    for number, prompt in enumerate(PROMPTS, start=1):  # typed text survived the stream untouched
+        assert page.locator(f"#shot-{number}-prompt textarea").input_value() == prompt
+    assert page.locator("#film-preview video").count() == 1
+    shot("04-rendered.png")
+
+    # Regenerate shot 2: a new take; shot 3 continued from the old one, so it is stale.
+    before = clip_src(page, 2)
+    page.click("#shot-2-regenerate")
+    page.wait_for_function("(old) => document.querySelector('#shot-2-video video')?.getAttribute('src') !== old",
+                           arg=before)
+    page.wait_for_function("() => document.querySelector('#shot-3-head').innerText.toLowerCase().includes('stale')")
+    assert "different take" in page.inner_text("#shot-3-head")
+    assert "fresh" in page.inner_text("#shot-2-head").lower()
+    page.wait_for_timeout(500)
+    shot("05-shot-3-stale.png")
+
+    # Regenerate from here (shot 2): shot 2 and then the stale shot 3.
+    before = clip_src(page, 3)
+    page.click("#shot-2-regenerate-from")
+    page.wait_for_function("(old) => document.querySelector('#shot-3-video video')?.getAttribute('src') !== old",
+                           arg=before)
+    page.wait_for_function("() => document.querySelector('#job-status').innerText.includes('Done: 2 shots')")
+    assert "fresh" in page.inner_text("#shot-3-head").lower()
+
+    # Export and download the film: its frame count is the stitched count.
+    page.click("#export-button")
+    page.wait_for_selector("#export-file a")
+    with page.expect_download() as download:
+        page.locator("#export-file a").first.click()
+    film = tmp_path / "film.mp4"
+    download.value.save_as(film)
+    shot("06-exported.png")
+    assert probe(film)["frames"] == FRAMES + 2 * (FRAMES - 5)
+
+    (artifacts / "timings.json").write_text(json.dumps(
+        {"engine": "tiny", "frames_per_shot": FRAMES, "seconds_from_render_all_to_clip": appeared}, indent=2))
