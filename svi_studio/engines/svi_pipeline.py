@@ -25,9 +25,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
-from diffusers import WanImageToVideoPipeline
-from diffusers.utils.torch_utils import randn_tensor
+from diffusers import FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline
+from diffusers.utils.torch_utils import get_module_execution_device, randn_tensor
 
 LATENT_MODE = "latent"
 PIXEL_MODE = "pixel"
@@ -42,6 +43,23 @@ class SVICondition:
     motion_latents: torch.Tensor | None = None
     motion_frames: torch.Tensor | None = None
     padding_frame: torch.Tensor | None = None  # (3, H, W) in [-1, 1]; None pads with zeros
+
+
+class WanFlowMatchEulerScheduler(FlowMatchEulerDiscreteScheduler):
+    """Flow-match Euler with Wan's step spacing: n steps use sigmas linspace(1, 0, n + 1)[:-1], then the shift.
+
+    That is how the Wan authors and lightx2v sample; with shift 5 and 4 steps it gives timesteps
+    1000, 937.5, 833.3, 625 — the schedule 4-step distill LoRAs are trained for. diffusers' own
+    FlowMatchEulerDiscreteScheduler spaces timesteps between the shifted sigma_max and sigma_min
+    instead (1000, 909.7, 717.3, 24.4 for 4 steps), which wrecks a 4-step distill.
+    Explicit `sigmas` or `timesteps` pass through unchanged.
+    """
+
+    def set_timesteps(self, num_inference_steps=None, device=None, sigmas=None, mu=None, timesteps=None):
+        if sigmas is None and timesteps is None and num_inference_steps:
+            sigmas = np.linspace(1.0, 0.0, num_inference_steps + 1)[:-1].tolist()
+        super().set_timesteps(num_inference_steps=num_inference_steps, device=device, sigmas=sigmas, mu=mu,
+                              timesteps=timesteps)
 
 
 class SVIWanImageToVideoPipeline(WanImageToVideoPipeline):
@@ -71,8 +89,12 @@ class SVIWanImageToVideoPipeline(WanImageToVideoPipeline):
 
     @torch.no_grad()
     def encode_normalised(self, video: torch.Tensor) -> torch.Tensor:
-        """VAE-encode a pixel video (B, 3, T, H, W) in [-1, 1] → normalised latents (B, 16, T', H/8, W/8)."""
-        video = video.to(device=self.vae.device, dtype=self.vae.dtype)
+        """VAE-encode a pixel video (B, 3, T, H, W) in [-1, 1] → normalised latents (B, 16, T', H/8, W/8), float32.
+
+        Inputs go to the VAE's execution device, not `vae.device`: under sequential CPU offload the
+        weights sit on the meta device, under model/group offload on the CPU.
+        """
+        video = video.to(device=get_module_execution_device(self.vae), dtype=self.vae.dtype)
         latent = self.vae.encode(video).latent_dist.mode()
         mean, std = self.latents_mean_std(latent.device, torch.float32)
         return (latent.float() - mean) / std
@@ -80,8 +102,9 @@ class SVIWanImageToVideoPipeline(WanImageToVideoPipeline):
     @torch.no_grad()
     def decode_normalised(self, latents: torch.Tensor) -> torch.Tensor:
         """Normalised latents (B, 16, T', h, w) → uint8 frames (B, T, H, W, 3)."""
-        mean, std = self.latents_mean_std(self.vae.device, self.vae.dtype)
-        latents = latents.to(device=self.vae.device, dtype=self.vae.dtype) * std + mean
+        device = get_module_execution_device(self.vae)
+        mean, std = self.latents_mean_std(device, self.vae.dtype)
+        latents = latents.to(device=device, dtype=self.vae.dtype) * std + mean
         video = self.vae.decode(latents, return_dict=False)[0]  # (B, 3, T, H, W) in [-1, 1]
         video = ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
         return video.permute(0, 2, 3, 4, 1).cpu()

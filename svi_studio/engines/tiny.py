@@ -10,7 +10,7 @@ from __future__ import annotations
 import string
 
 import torch
-from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler, WanTransformer3DModel
+from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanTransformer3DModel
 from transformers import (
     CLIPVisionConfig,
     CLIPVisionModelWithProjection,
@@ -19,7 +19,7 @@ from transformers import (
     UMT5EncoderModel,
 )
 
-from .svi_pipeline import SVIWanImageToVideoPipeline
+from .svi_pipeline import SVIWanImageToVideoPipeline, WanFlowMatchEulerScheduler
 
 try:  # transformers >= 5 names the torchvision-free processor explicitly
     from transformers import CLIPImageProcessorPil as CLIPImageProcessor
@@ -82,7 +82,7 @@ def tiny_pipeline(layout: str = "wan2.2", scheduler: str = "unipc", flow_shift: 
     text_encoder = tiny_text_encoder(len(tokenizer))
     vae = tiny_vae()
     if scheduler == "euler":
-        sched = FlowMatchEulerDiscreteScheduler(shift=flow_shift)
+        sched = WanFlowMatchEulerScheduler(shift=flow_shift)
     else:
         sched = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=flow_shift)
     if layout == "wan2.2":

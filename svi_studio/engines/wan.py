@@ -19,7 +19,7 @@ from ..stitching import StitchRule, pixel_rule, svi_pro_rule
 from .base import Anchor, Cancelled, CancelToken, Clip, Engine, EngineError, OutOfMemory, StepCallback, resize_to_fill
 from .loras import LoraSpec, LoraStack
 from .presets import ModelPreset, load_preset, resolve_lora_file
-from .svi_pipeline import LATENT_MODE, PIXEL_MODE, SVICondition, SVIWanImageToVideoPipeline
+from .svi_pipeline import LATENT_MODE, PIXEL_MODE, SVICondition, SVIWanImageToVideoPipeline, WanFlowMatchEulerScheduler
 
 MAX_MOTION_LATENTS = 3  # the motion state keeps the last 3 latent frames; a clip uses the last m
 MOTION_FRAMES = {"film": 5, "shot": 1}  # pixel-mode N per SVI mode
@@ -180,17 +180,25 @@ class WanEngine(Engine):
     def _set_flow_shift(self, flow_shift: float) -> None:
         if self._flow_shift == flow_shift:
             return
-        config = self.pipe.scheduler.config
-        if isinstance(self.pipe.scheduler, FlowMatchEulerDiscreteScheduler):
-            self.pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(config, shift=flow_shift)
-        else:
-            self.pipe.scheduler = UniPCMultistepScheduler.from_config(config, flow_shift=flow_shift)
+        kind = "euler" if isinstance(self.pipe.scheduler, FlowMatchEulerDiscreteScheduler) else "unipc"
+        self.pipe.scheduler = make_scheduler(kind, self.pipe.scheduler.config, flow_shift)
         self._flow_shift = flow_shift
 
 
 # -- loading ----------------------------------------------------------------------------------
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+def make_scheduler(kind: str, config, flow_shift: float):
+    """The sampler a preset names, from a scheduler config, with Wan's step spacing.
+
+    "euler": `WanFlowMatchEulerScheduler` (4 steps at shift 5 → timesteps 1000, 937.5, 833.3, 625).
+    "unipc": UniPC in flow mode (4 steps at shift 5 → 999, 937, 833, 625).
+    """
+    if kind == "euler":
+        return WanFlowMatchEulerScheduler.from_config(config, shift=flow_shift)
+    return UniPCMultistepScheduler.from_config(config, flow_shift=flow_shift)
 
 
 def load_pipeline(preset: ModelPreset, device: str | None = None) -> SVIWanImageToVideoPipeline:
@@ -206,13 +214,17 @@ def load_pipeline(preset: ModelPreset, device: str | None = None) -> SVIWanImage
     from diffusers import AutoencoderKLWan
 
     dtype = DTYPES[preset.dtype]
-    # The VAE (and CLIP) stay in float32, as the Wan authors and diffusers' docs recommend.
-    vae = AutoencoderKLWan.from_pretrained(preset.base_model, subfolder="vae", torch_dtype=torch.float32)
-    pipe = SVIWanImageToVideoPipeline.from_pretrained(preset.base_model, vae=vae, torch_dtype=dtype)
-    if preset.scheduler == "euler":
-        pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config, shift=settings.flow_shift)
-    else:
-        pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config, flow_shift=settings.flow_shift)
+    # The VAE and CLIP stay in float32, as the Wan authors and diffusers' docs recommend. CLIP has to be
+    # loaded explicitly: from_pretrained(dtype=bf16) would cast it along with the transformer.
+    components = {"vae": AutoencoderKLWan.from_pretrained(preset.base_model, subfolder="vae", dtype=torch.float32)}
+    index = SVIWanImageToVideoPipeline.load_config(preset.base_model)
+    if (index.get("image_encoder") or [None, None])[1]:  # Wan2.1 I2V; Wan2.2 A14B has none
+        from transformers import CLIPVisionModel
+
+        components["image_encoder"] = CLIPVisionModel.from_pretrained(
+            preset.base_model, subfolder="image_encoder", dtype=torch.float32)
+    pipe = SVIWanImageToVideoPipeline.from_pretrained(preset.base_model, dtype=dtype, **components)
+    pipe.scheduler = make_scheduler(preset.scheduler, pipe.scheduler.config, settings.flow_shift)
     apply_offload(pipe, preset.offload, device or ("cuda" if torch.cuda.is_available() else "cpu"))
     return pipe
 
