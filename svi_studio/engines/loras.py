@@ -10,8 +10,13 @@ Key formats handled:
     SVI / DiffSynth + PEFT  blocks.N.self_attn.q.lora_A.default.weight   (bare)
                             pipe.dit.blocks.N.…lora_A.default.weight
     original Wan            diffusion_model.blocks.N.…lora_down.weight (+ .alpha, diff_b)
-    Kohya / musubi          lora_unet_blocks_N_…                        (diffusers converts)
-    diffusers               transformer.blocks.N.attn1.to_q.lora_A.weight
+    Kohya / musubi          lora_unet_blocks_N_self_attn_q.lora_down.weight (+ .alpha)
+    diffusers               transformer.blocks.N.attn1.to_q.lora_A.weight (also without `transformer.`)
+
+Kohya keys are rewritten into the original-Wan form here rather than left to diffusers'
+`_convert_musubi_wan_lora_to_diffusers`: that converter pops every q/k/v/o/ffn key and an
+`.alpha` of every block 0..n-1 and raises KeyError on a LoRA that trained only some modules or
+blocks, while the original-Wan converter takes whatever is present (alpha optional).
 """
 
 from __future__ import annotations
@@ -79,37 +84,76 @@ def read_lora_file(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 _BARE_WAN_PREFIXES = ("blocks.", "head.", "patch_embedding", "text_embedding", "time_embedding", "time_projection", "img_emb")
+# Module names only diffusers' WanTransformer3DModel uses (the original Wan code says self_attn, ffn.0, head.head …).
+_DIFFUSERS_NAMES = re.compile(r"^(blocks\.\d+\.(attn1|attn2|ffn\.net)\.|condition_embedder\.|proj_out\.)")
+# Kohya / musubi module names (dots flattened to '_') → original Wan module names.
+_KOHYA_MODULES = (
+    (re.compile(r"^blocks_(\d+)_(self_attn|cross_attn)_(q|k|v|o|k_img|v_img)$"), r"blocks.\1.\2.\3"),
+    (re.compile(r"^blocks_(\d+)_ffn_(\d+)$"), r"blocks.\1.ffn.\2"),
+    (re.compile(r"^(text_embedding|time_embedding|time_projection)_(\d+)$"), r"\1.\2"),
+    (re.compile(r"^head_head$"), "head.head"),
+    (re.compile(r"^img_emb_proj_(\d+)$"), r"img_emb.proj.\1"),
+)
+
+
+def _kohya_to_wan(key: str) -> str:
+    """lora_unet_blocks_3_self_attn_q.lora_down.weight → blocks.3.self_attn.q.lora_down.weight (others unchanged)."""
+    module, dot, rest = key[len("lora_unet_"):].partition(".")
+    for pattern, replacement in _KOHYA_MODULES:
+        if pattern.match(module):
+            return pattern.sub(replacement, module) + dot + rest
+    return key
 
 
 def normalise_lora_keys(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rewrite SVI/DiffSynth keys into the original-Wan `diffusion_model.` form diffusers converts.
+    """Rewrite every known key form into one diffusers reads without loss.
 
-    pipe.dit.X → X;  X.lora_A.default.weight → X.lora_A.weight;  bare blocks.… → diffusion_model.blocks.…
-    Kohya (`lora_unet_`), `diffusion_model.` and diffusers (`transformer.`) keys pass unchanged.
+    pipe.dit.X / base_model.model.X → X;  X.lora_A.default.weight → X.lora_A.weight;
+    lora_unet_blocks_N_self_attn_q.… → blocks.N.self_attn.q.…;
+    bare original-Wan names (blocks.N.self_attn.q…) → diffusion_model.…;
+    bare diffusers names (blocks.N.attn1.to_q…) → transformer.…
+    `diffusion_model.` and `transformer.` keys pass unchanged; unknown keys too (check_applies judges them).
     """
     out = {}
     for key, value in state_dict.items():
         new = key
-        for prefix in ("pipe.dit.", "model.diffusion_model.", "dit."):
+        for prefix in ("pipe.dit.", "model.diffusion_model.", "base_model.model.", "dit."):
             if new.startswith(prefix):
                 new = new[len(prefix):]
                 if prefix == "model.diffusion_model.":
                     new = "diffusion_model." + new
         new = re.sub(r"\.(lora_[AB]|lora_down|lora_up)\.default\.", r".\1.", new)
-        if new.startswith(_BARE_WAN_PREFIXES):
+        if new.startswith("lora_unet_"):
+            new = _kohya_to_wan(new)
+        if _DIFFUSERS_NAMES.match(new):
+            new = "transformer." + new
+        elif new.startswith(_BARE_WAN_PREFIXES):
             new = "diffusion_model." + new
         out[new] = value
     return out
 
 
 def _convert(pipe, state_dict: dict[str, torch.Tensor], label: str) -> dict[str, torch.Tensor]:
-    """diffusers' own conversion to `transformer.…lora_A/B.weight` keys."""
-    try:
-        converted = pipe.lora_state_dict(dict(state_dict))
-    except (ValueError, KeyError, IndexError, RuntimeError) as error:
-        raise LoraError(f"{label}: diffusers could not read these LoRA keys ({error}). {sample_keys(state_dict)}") from None
-    if isinstance(converted, tuple):
-        converted = converted[0]
+    """diffusers' own conversion to `transformer.…lora_A/B.weight` keys.
+
+    Only the `diffusion_model.` part goes through diffusers' converter (it strips that prefix from
+    every key it is given, so nothing else may ride along); `transformer.` keys are already in
+    diffusers' form. Anything else is foreign and left out (check_applies refuses a file where
+    nothing is left).
+    """
+    wan = {k: v for k, v in state_dict.items() if k.startswith("diffusion_model.")}
+    converted = {k: v for k, v in state_dict.items() if k.startswith("transformer.")}
+    if wan:
+        try:
+            result = pipe.lora_state_dict(dict(wan))
+        except (ValueError, KeyError, IndexError, RuntimeError) as error:
+            raise LoraError(f"{label}: diffusers could not read these LoRA keys ({error}). {sample_keys(state_dict)}") from None
+        converted.update(result[0] if isinstance(result, tuple) else result)
+    if not converted:
+        raise LoraError(
+            f"{label}: no key of this LoRA names a Wan transformer module, so it would change nothing. "
+            f"Is it a LoRA for another model? {sample_keys(state_dict)}"
+        )
     return converted
 
 
@@ -134,6 +178,9 @@ def check_applies(transformer: torch.nn.Module, converted: dict[str, torch.Tenso
         module = modules.get(module_name)
         if module is None or not hasattr(module, "weight") or not name.endswith("weight"):
             continue
+        if module.weight.dim() != 2 or tensor.dim() != 2:
+            matched.add(module_name)  # a conv layer (patch_embedding); PEFT checks its shapes itself
+            continue
         out_features, in_features = module.weight.shape[:2]
         if kind == "A" and tensor.shape[1] != in_features:
             raise LoraError(f"{label}: {module_name} expects inputs of width {in_features}, the LoRA has {tensor.shape[1]}. "
@@ -142,11 +189,15 @@ def check_applies(transformer: torch.nn.Module, converted: dict[str, torch.Tenso
             raise LoraError(f"{label}: {module_name} has {out_features} outputs, the LoRA has {tensor.shape[0]}. "
                             "This LoRA was made for a different model size.")
         matched.add(module_name)
-    for key, tensor in converted.items():  # rank agreement between A and B
+    for key, tensor in converted.items():  # every A has its B, of the same rank
         if ".lora_A." in key and key.endswith("weight"):
             partner = converted.get(key.replace(".lora_A.", ".lora_B."))
-            if partner is not None and partner.shape[1] != tensor.shape[0]:
+            if partner is None:
+                raise LoraError(f"{label}: {key} has no lora_B (up) partner; the file is incomplete.")
+            if partner.shape[1] != tensor.shape[0]:
                 raise LoraError(f"{label}: rank mismatch at {key} (A has rank {tensor.shape[0]}, B {partner.shape[1]}).")
+        elif ".lora_B." in key and key.endswith("weight") and key.replace(".lora_B.", ".lora_A.") not in converted:
+            raise LoraError(f"{label}: {key} has no lora_A (down) partner; the file is incomplete.")
     if not matched:
         raise LoraError(
             f"{label}: no key of this LoRA applies to the Wan transformer, so it would change nothing. "
@@ -193,8 +244,9 @@ class LoraStack:
         for attribute, transformer in self.experts(spec.target):
             reached += check_applies(transformer, converted, label)
         for attribute, _ in self.experts(spec.target):
+            # The converted keys are diffusers' own, so diffusers loads them as they are.
             self.pipe.load_lora_weights(
-                dict(state_dict), adapter_name=spec.name, load_into_transformer_2=(attribute == "transformer_2")
+                dict(converted), adapter_name=spec.name, load_into_transformer_2=(attribute == "transformer_2")
             )
         self.specs[spec.name] = spec
         self.applied[spec.name] = reached
