@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> None:
           + (f", random rank-{args.lora_rank} LoRA" if args.lora_rank else ""))
     print(f"components: {described}")
     print(f"build: {build_s:.1f} s, transformer parameters: "
-          f"{sum(p.numel() for p in pipe.transformer.parameters()) / 1e6:,.1f} M")
+          f"{sum(p.numel() for p in pipe.transformer.parameters()):,}")
     print(f"frames out: {tuple(clip.frames.shape)}, latents: {tuple(clip.latents.shape)}")
     print(f"seconds per clip: {statistics.median(totals):.3f}")
     print(f"seconds per step: {transformer_s / settings.steps:.3f}")
