@@ -335,3 +335,17 @@ def test_stack_on_its_own_pipeline_describes_itself(tmp_path):
     [entry] = stack.describe()
     assert entry == {"name": "s", "file": "s.safetensors", "target": "low", "role": "speed", "default_weight": 0.7,
                      "modules": 20}
+
+
+def test_a_style_lora_only_reaches_clips_that_name_it(tmp_path, reference_image):
+    """The engine is shared by every session: an uploaded style LoRA must not leak into other films."""
+    engine = load_engine("tiny")
+    settings = tiny_settings(engine, num_frames=9)
+    anchor = engine.encode_anchor(reference_image, settings)
+    base = engine.generate_clip(anchor, None, "rain", "", 5, settings)
+    path = write(tmp_path, "style.safetensors", lora_state_dict("diffsynth", lora_matrices(seed=8)))
+    engine.loras.add(LoraSpec(name="someones_style", path=path, role="style"))
+    other_session = engine.generate_clip(anchor, None, "rain", "", 5, settings)
+    assert torch.equal(other_session.latents, base.latents)
+    owner = engine.generate_clip(anchor, None, "rain", "", 5, settings.merged({"lora_weights": {"someones_style": 1.0}}))
+    assert not torch.equal(owner.latents, base.latents)

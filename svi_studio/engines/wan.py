@@ -88,7 +88,7 @@ class WanEngine(Engine):
         if (anchor.width, anchor.height) != (settings.width, settings.height):
             raise EngineError("the anchor was encoded at another resolution; encode the reference again.")
         # 1. LoRA weights and sampler for this clip.
-        self.loras.set_weights(dict(settings.lora_weights))
+        self.loras.set_weights(self.clip_lora_weights(settings))
         self._set_flow_shift(settings.flow_shift)
         if self.two_experts:
             self.pipe.register_to_config(boundary_ratio=settings.boundary_ratio)
@@ -149,6 +149,17 @@ class WanEngine(Engine):
         return Clip(frames=frames, latents=latents, motion_out=motion_out, info=info)
 
     # -- helpers --------------------------------------------------------------------------
+
+    def clip_lora_weights(self, settings: ClipSettings) -> dict[str, float]:
+        """The weight of every loaded adapter for this clip.
+
+        Adapters the clip's settings name get that weight; the preset's own (SVI, speed) get
+        their default; a style LoRA the clip does not name gets 0 — the engine is shared by every
+        session of the app, and one user's style LoRA must not leak into another user's film.
+        """
+        named = dict(settings.lora_weights)
+        return {name: named.get(name, spec.weight if spec.role != "style" else 0.0)
+                for name, spec in self.loras.specs.items()} | named
 
     def _condition(self, anchor: Anchor, motion_in: MotionState | None, settings: ClipSettings):
         """(SVICondition, the PIL frame the pipeline — and CLIP, on Wan2.1 — sees first)."""
