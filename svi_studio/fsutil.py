@@ -53,8 +53,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    """JSON with stable key order and a trailing newline, written atomically."""
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    """JSON with stable key order and a trailing newline, written atomically.
+
+    A lone UTF-16 surrogate in a string (it has no UTF-8 form) is written as its JSON
+    escape (\\udXXX), which reads back as the same string, instead of failing the write."""
+    text = json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    atomic_write_bytes(path, text.encode("utf-8", errors="backslashreplace"))
 
 
 def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:

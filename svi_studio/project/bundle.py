@@ -14,11 +14,12 @@ import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from ..fsutil import fsync_dir
 from .model import ProjectError
-from .store import PARTIAL_PREFIX, PROJECT_FILE, ProjectStore
+from .store import PARTIAL_PREFIX, PROJECT_FILE, ProjectStore, storage_error
 
 MAX_UNPACKED_BYTES = 8 * 1024**3
 MAX_ENTRIES = 20_000
@@ -73,7 +74,8 @@ def check_entries(archive: zipfile.ZipFile, max_unpacked: int = MAX_UNPACKED_BYT
         if any(part == ".." for part in path.parts):
             raise BundleError(f"the bundle entry {name!r} points outside the project folder; refused.")
         mode = info.external_attr >> 16
-        if stat.S_ISLNK(mode) or (mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))):
+        kind = stat.S_IFMT(mode)  # 0 when the tool that made the zip stored permission bits only (or nothing)
+        if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
             raise BundleError(f"the bundle entry {name!r} is a link or special file; refused.")
         key = path.as_posix().rstrip("/").lower()
         if key in seen:
@@ -119,6 +121,18 @@ def unbundle_project(zip_path: str | Path, target_dir: str | Path,
                             raise BundleError(f"the bundle unpacks to more than {max_unpacked // 1024**2} MiB; refused.")
                         sink.write(chunk)
             ProjectStore.load(staging)  # refuse a bundle whose project does not load
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as error:
+            # a damaged entry (bad CRC, cut-off data, a size header that lies) or an unsupported compression
+            shutil.rmtree(staging, ignore_errors=True)
+            raise BundleError(f"{Path(zip_path).name} is damaged ({error}); nothing was imported. "
+                              "Download or copy the bundle again.") from None
+        except OSError as error:  # disk full or read-only while unpacking
+            shutil.rmtree(staging, ignore_errors=True)
+            raise storage_error(error, "the imported project", target.parent) from None
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        try:
             if target.exists():
                 target.rmdir()
             os.replace(staging, target)

@@ -16,7 +16,7 @@ import secrets
 from dataclasses import MISSING, asdict, dataclass, field
 from typing import Any
 
-from ..settings import ClipSettings
+from ..settings import ClipSettings, SettingsError, normalise_settings, validate_seed
 
 SCHEMA_VERSION = 1
 SHOT_OVERRIDE_KEYS = ("steps", "guidance", "guidance_2", "flow_shift", "lora_weights")
@@ -55,21 +55,30 @@ class Shot:
     id: str = field(default_factory=new_id)
     takes: list[str] = field(default_factory=list)
     selected_take: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)  # keys this version does not know, kept as read
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        return {**data.pop("extra"), **data}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Shot":
+        seed = _typed(data, "seed", int, None)
+        if seed is not None:
+            try:
+                validate_seed(seed)
+            except SettingsError as error:
+                raise ProjectError(f"project.json: a shot's {error}") from None
         return cls(
             prompt=_typed(data, "prompt", str, ""),
-            seed=_typed(data, "seed", int, None) if data.get("seed") is not None else random_seed(),
+            seed=seed if seed is not None else random_seed(),
             seed_locked=bool(data.get("seed_locked", False)),
             overrides={k: v for k, v in _typed(data, "overrides", dict, {}).items() if k in SHOT_OVERRIDE_KEYS},
             anchor_image=_typed(data, "anchor_image", str, None),
             id=_typed(data, "id", str, None) or new_id(),
             takes=[str(t) for t in _typed(data, "takes", list, [])],
             selected_take=_typed(data, "selected_take", str, None),
+            extra={k: v for k, v in data.items() if k not in SHOT_KEYS},
         )
 
 
@@ -86,9 +95,11 @@ class Project:
     settings: ClipSettings = field(default_factory=ClipSettings)
     shots: list[Shot] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)  # keys this version does not know, kept as read
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            **self.extra,
             "schema_version": self.schema_version,
             "name": self.name,
             "reference": self.reference,
@@ -116,8 +127,21 @@ class Project:
             raise ProjectError("project.json: every entry of 'shots' must be an object.")
         try:
             settings = ClipSettings.from_dict(_typed(data, "settings", dict, {}))
+            normalise_settings(settings)  # wrong types and out-of-range values are named now, not at render time
         except (TypeError, ValueError) as error:
-            raise ProjectError(f"project.json: settings are malformed ({error}).") from None
+            raise ProjectError(f"project.json: settings are malformed ({error}). Fix that value in the file "
+                               "(it was left untouched) and open the project again.") from None
+        parsed = [Shot.from_dict(shot) for shot in shots]
+        seen: set[str] = set()
+        for number, shot in enumerate(parsed, start=1):
+            if shot.id in seen:
+                raise ProjectError(f"project.json: shot {number} has the id {shot.id!r} of an earlier shot; "
+                                   "every shot needs its own id.")
+            seen.add(shot.id)
+            try:
+                normalise_settings(settings.merged(shot.overrides))
+            except (TypeError, ValueError) as error:
+                raise ProjectError(f"project.json: shot {number}'s overrides are malformed ({error}).") from None
         return cls(
             name=_typed(data, "name", str, "Untitled film"),
             reference=_typed(data, "reference", str, None),
@@ -125,8 +149,9 @@ class Project:
             negative_prompt=_typed(data, "negative_prompt", str, ""),
             engine=_typed(data, "engine", str, "draft"),
             settings=settings,
-            shots=[Shot.from_dict(shot) for shot in shots],
+            shots=parsed,
             schema_version=version,
+            extra={k: v for k, v in data.items() if k not in PROJECT_KEYS},
         )
 
     def shot_index(self, shot_id: str) -> int:
@@ -134,6 +159,10 @@ class Project:
             if shot.id == shot_id:
                 return index
         raise ProjectError(f"no shot with id {shot_id!r}.")
+
+
+SHOT_KEYS = ("prompt", "seed", "seed_locked", "overrides", "anchor_image", "id", "takes", "selected_take")
+PROJECT_KEYS = ("schema_version", "name", "reference", "style_prompt", "negative_prompt", "engine", "settings", "shots")
 
 
 def _typed(data: dict[str, Any], key: str, kind: type, default: Any) -> Any:

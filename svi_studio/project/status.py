@@ -26,7 +26,7 @@ def recipe_fingerprint(prompt: str, negative_prompt: str, seed: int, settings: d
          "engine": engine_preset, "anchor": anchor_fingerprint},
         sort_keys=True, ensure_ascii=False,
     )
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+    return hashlib.sha256(payload.encode("utf-8", errors="surrogatepass")).hexdigest()[:16]
 
 
 def stale_reason(take, is_first: bool, upstream_take: str | None, current_recipe: str) -> str | None:

@@ -10,6 +10,7 @@ Leftover `.partial-*` folders are incomplete by construction and are removed on 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -44,6 +45,30 @@ PARTIAL_PREFIX = ".partial-"
 
 class BrokenTake(ProjectError):
     """A take whose files are missing or unreadable (it is shown as broken, never deleted)."""
+
+
+class StorageError(ProjectError):
+    """The project could not be written (disk full, read-only, no permission); nothing was lost."""
+
+
+def storage_error(error: OSError, what: str, folder: Path) -> StorageError:
+    """A readable StorageError for an OSError raised while writing `what` into `folder`."""
+    reasons = {
+        errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "the disk quota is used up",
+        errno.EROFS: "the disk is read-only",
+        errno.EACCES: "permission was denied",
+        errno.EPERM: "permission was denied",
+    }
+    text = str(error)
+    if error.errno in reasons:
+        reason = reasons[error.errno]
+    elif "No space left on device" in text:  # ffmpeg (through moviepy) reports it only in its message
+        reason = reasons[errno.ENOSPC]
+    else:
+        reason = error.strerror or (text.splitlines()[0][:200] if text else type(error).__name__)
+    return StorageError(f"could not save {what}: {reason} ({folder}). Nothing was lost: earlier takes and the "
+                        "project are as they were. Free some space (or fix the folder's permissions) and try again.")
 
 
 def image_fingerprint(path: str | Path) -> str:
@@ -82,14 +107,19 @@ class ProjectStore:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ProjectError(
-                f"{path} is damaged ({error}). The file was left as it is; restore it from a bundle or backup."
+                f"{path} is damaged ({error}). The file and every take were left as they are; "
+                "restore project.json from a bundle or a backup."
             ) from None
         store = cls(root, Project.from_dict(data))
         store._recover()
         return store
 
     def save(self) -> None:
-        atomic_write_json(self.root / PROJECT_FILE, self.project.to_dict())
+        """Write project.json atomically (StorageError, with the old file intact, if the disk refuses)."""
+        try:
+            atomic_write_json(self.root / PROJECT_FILE, self.project.to_dict())
+        except OSError as error:
+            raise storage_error(error, "the project", self.root) from None
 
     def _recover(self) -> None:
         """Drop partial take folders, adopt complete takes project.json does not list yet,
@@ -175,7 +205,15 @@ class ProjectStore:
         return self.take_dir(shot_id, take_id) / CLIP_FILE
 
     def frames(self, shot_id: str, take_id: str) -> np.ndarray:
-        return read_frames(self.clip_path(shot_id, take_id))
+        """The take's decoded frames; BrokenTake (and the take marked broken) if the clip is missing or damaged."""
+        path = self.clip_path(shot_id, take_id)
+        try:
+            return read_frames(path)
+        except Exception as error:  # imageio-ffmpeg raises OSError, RuntimeError, ValueError, StopIteration …
+            problem = (f"{path} is missing" if not path.is_file()
+                       else f"{path} cannot be decoded ({str(error).splitlines()[0][:160] if str(error) else type(error).__name__})")
+            self.broken_takes[take_id] = problem
+            raise BrokenTake(f"{problem}; render the shot again (the take's files were left as they are).") from None
 
     def motion_out(self, shot_id: str, take_id: str) -> MotionState:
         path = self.take_dir(shot_id, take_id) / MOTION_OUT_FILE
@@ -199,9 +237,12 @@ class ProjectStore:
         """Write a complete take folder (files into a partial folder, fsync, rename)."""
         final = self.take_dir(take.shot_id, take.id)
         partial = final.parent / f"{PARTIAL_PREFIX}{take.id}"
-        if partial.exists():
-            shutil.rmtree(partial)
-        partial.mkdir(parents=True)
+        try:
+            if partial.exists():
+                shutil.rmtree(partial)
+            partial.mkdir(parents=True)
+        except OSError as error:
+            raise storage_error(error, f"the new take of shot {take.shot_id}", final.parent) from None
         try:
             write_mp4(partial / CLIP_FILE, frames, take.fps)
             motion_out.save(partial / MOTION_OUT_FILE)
@@ -213,8 +254,10 @@ class ProjectStore:
             fsync_dir(partial)
             os.replace(partial, final)
             fsync_dir(final.parent)
-        except BaseException:
+        except BaseException as error:
             shutil.rmtree(partial, ignore_errors=True)
+            if isinstance(error, OSError):
+                raise storage_error(error, "the new take", final.parent) from None
             raise
 
     def update_take(self, take: Take) -> None:
