@@ -1,6 +1,6 @@
 """`python -m svi_studio …`: the command line over the same Director the app uses.
 
-    render SPEC_OR_DIR [--engine NAME] [--project-dir DIR] [--out FILM.mp4]
+    render SPEC_OR_DIR [--engine NAME] [--project-dir DIR] [--out FILM.mp4] [--set KEY=VALUE ...]
     render --reference IMG --prompt "shot 1" --prompt "shot 2" [--engine NAME] [--project-dir DIR] [--out FILM.mp4]
     regen DIR --shot N [--seed S] [--prompt TEXT] [--cascade] [--engine NAME]
     status DIR
@@ -12,6 +12,11 @@
 Every command takes --json for machine-readable output (one JSON object per line for
 progress events, then a final result object). Exit codes: 0 ok, 1 user error
 (the message says what to do), 2 usage error, 130 cancelled.
+
+Settings given with --set (steps=4, num_frames=21, guidance=3.5, …) and seeds given with
+--seed go through the same settings.normalise_settings / validate_seed as the app and
+the Python API: the same values are rounded (with a "note:" line) or refused (with the
+same message).
 """
 
 from __future__ import annotations
@@ -73,30 +78,42 @@ def _on_step(args):
     return show
 
 
+def parse_set(pairs: list[str] | None) -> dict[str, Any]:
+    """--set KEY=VALUE pairs → settings changes; VALUE is read as JSON when it is JSON (4, 3.5,
+    {"style": 0.8}), else kept as text (the settings gate then says what is wrong with it)."""
+    changes: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise SettingsError(f"--set takes KEY=VALUE (e.g. --set steps=4), got {pair!r}.")
+        try:
+            changes[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            changes[key.strip()] = value
+    return changes
+
+
 def cmd_render(args) -> int:
     from .director import Director
 
     source = Path(args.source) if args.source else None
+    changes = parse_set(args.set)
     if source is not None and source.is_dir() and (source / "project.json").is_file():
         engine = _engine(args.engine, source)
         director = Director.open(source, engine)
+        if changes:
+            director.notices.extend(director.update_settings(**changes))
     else:
         engine = _engine(args.engine)
         project_dir = Path(args.project_dir) if args.project_dir else Path(tempfile.mkdtemp(prefix="svi-project-"))
         if source is not None:
-            director = Director.from_spec(source, project_dir, engine)
+            director = Director.from_spec(source, project_dir, engine, settings=changes or None)
         else:
             if not args.reference or not args.prompt:
                 raise ProjectError("give a spec file, a project folder, or --reference IMG with one --prompt per shot.")
-            from PIL import Image
-
-            try:
-                with Image.open(args.reference) as image:
-                    reference = image.convert("RGB")
-            except (OSError, ValueError) as error:
-                raise ProjectError(f"{args.reference}: not a readable image ({error}).") from None
-            director = Director.create(project_dir, engine, reference=reference, prompts=args.prompt,
-                                       style_prompt=args.style or "")
+            # Director.create opens the file with reference.load_reference, as the app and the API do.
+            director = Director.create(project_dir, engine, reference=Path(args.reference), prompts=args.prompt,
+                                       style_prompt=args.style or "", settings=changes or None)
     for notice in director.notices:
         _print(args, {"notice": notice}, f"note: {notice}")
     _print(args, {"project": str(director.root), "engine": engine.describe()},
@@ -195,12 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--prompt", action="append", help="one shot's prompt (repeat per shot)")
     render.add_argument("--style", help="style/character prompt shared by every shot")
     render.add_argument("--out", help="export the film to this mp4 when done")
+    render.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="a setting (repeat): steps=4, num_frames=21, guidance=3.5, width=832, num_motion_latents=2, …")
     render.set_defaults(func=cmd_render)
 
     regen = sub.add_parser("regen", parents=[common], help="a new take of one shot from its stored upstream motion")
     regen.add_argument("project")
     regen.add_argument("--shot", type=int, required=True, help="shot number, 1-based")
-    regen.add_argument("--seed", type=int)
+    regen.add_argument("--seed", help="a whole number 0 .. 2**64-1 (checked like the app checks it)")
     regen.add_argument("--prompt")
     regen.add_argument("--cascade", action="store_true", help="also re-render the shots after it")
     regen.add_argument("--engine")

@@ -17,18 +17,21 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
+import torch
 from PIL import Image
 
-from .engines.base import Anchor, Cancelled, CancelToken, Engine
+from .engines.base import Anchor, Cancelled, CancelToken, Engine, OutOfMemory
 from .motion import MotionState
 from .project.model import SHOT_OVERRIDE_KEYS, Project, ProjectError, Shot, Take, random_seed
 from .project.status import BROKEN, FRESH, MISSING, RENDERING, STALE, recipe_fingerprint, stale_reason
 from .project.store import BrokenTake, ProjectStore, image_fingerprint
+from .reference import load_reference
 from .seams import seam_score
 from .settings import ClipSettings, SettingsError, fit_resolution, normalise_settings, validate_seed
 from .stitching import StitchRule, kept_range
@@ -147,38 +150,55 @@ class Director:
         self.rendering: set[str] = set()  # shot ids being rendered right now
         self._anchors: OrderedDict[tuple, Anchor] = OrderedDict()
         self._frames: OrderedDict[str, np.ndarray] = OrderedDict()  # take id → decoded frames (small LRU)
+        unknown = sorted(self.project.extra) + sorted({k for shot in self.project.shots for k in shot.extra})
+        if unknown:
+            self.notices.append(f"project.json holds entries this version of SVI Studio does not use "
+                                f"({', '.join(unknown[:8])}); they are kept unchanged.")
         self._adopt_engine()
 
     # -- construction --------------------------------------------------------------------
 
     @classmethod
-    def create(cls, root: str | Path, engine: Engine, reference: Image.Image | None = None,
+    def create(cls, root: str | Path, engine: Engine, reference: Image.Image | str | Path | bytes | None = None,
                prompts: list[str] | tuple[str, ...] = (), style_prompt: str = "", negative_prompt: str = "",
                name: str = "Untitled film", settings: dict[str, Any] | None = None,
                seeds: list[int | None] | None = None) -> "Director":
-        """A new project in `root` (which must not hold one yet)."""
+        """A new project in `root` (which must not hold one yet).
+
+        The reference, settings and seeds are checked before anything is written, so a bad
+        one leaves no half-made project behind (the same command can simply be run again)."""
+        picture, picture_notices = load_reference(reference) if reference is not None else (None, [])
+        if settings:
+            _check_setting_names(settings)
+            normalise_settings({**engine.default_settings().to_dict(), **settings})
+        for seed in seeds or []:
+            if seed is not None:
+                validate_seed(seed)
         project = Project(name=name, style_prompt=style_prompt, negative_prompt=negative_prompt,
                           engine=engine.preset_id, settings=engine.default_settings())
         store = ProjectStore.create(root, project)
         director = cls(store, engine)
-        if reference is not None:
-            director.set_reference(reference)
+        # What was rounded or converted on the way in is kept in `notices` (the CLI prints them).
+        if picture is not None:
+            director.notices.extend(picture_notices + director._store_reference(picture))
         if settings:
-            director.update_settings(**settings)
+            director.notices.extend(director.update_settings(**settings))
         for index, prompt in enumerate(prompts):
             seed = seeds[index] if seeds and index < len(seeds) else None
             director.add_shot(prompt, seed=seed, seed_locked=seed is not None)
         return director
 
     @classmethod
-    def from_spec(cls, spec_path: str | Path, root: str | Path, engine: Engine) -> "Director":
-        """A new project in `root` from a spec file (presets/projects/*.json or your own)."""
+    def from_spec(cls, spec_path: str | Path, root: str | Path, engine: Engine,
+                  settings: dict[str, Any] | None = None) -> "Director":
+        """A new project in `root` from a spec file (presets/projects/*.json or your own);
+        `settings` override the spec's own."""
         from .project.spec import load_spec
 
         spec = load_spec(spec_path)
-        return cls.create(root, engine, reference=spec.reference_image(), prompts=spec.prompts,
+        return cls.create(root, engine, reference=spec.reference, prompts=spec.prompts,
                           style_prompt=spec.style_prompt, negative_prompt=spec.negative_prompt,
-                          name=spec.name, settings=spec.settings, seeds=spec.seeds)
+                          name=spec.name, settings={**spec.settings, **(settings or {})}, seeds=spec.seeds)
 
     @classmethod
     def open(cls, root: str | Path, engine: Engine | None) -> "Director":
@@ -302,9 +322,17 @@ class Director:
 
     # -- editing -----------------------------------------------------------------------------
 
-    def set_reference(self, image: Image.Image) -> list[str]:
-        """Store the reference image and fit the resolution to its aspect ratio."""
-        self.store.set_reference(image)
+    def set_reference(self, image: Image.Image | str | Path | bytes) -> list[str]:
+        """Store the reference image and fit the resolution to its aspect ratio.
+
+        `image`: a PIL image, a file path or the file's bytes, opened by
+        `reference.load_reference` (ReferenceError says what is wrong with a bad one).
+        Returns notices: what was done to the picture, and the clip resolution."""
+        picture, notices = load_reference(image)
+        return notices + self._store_reference(picture)
+
+    def _store_reference(self, picture: Image.Image) -> list[str]:
+        self.store.set_reference(picture)
         self.project.settings = self._fit_to_reference(self.project.settings)
         self._anchors.clear()
         self.store.save()
@@ -316,22 +344,28 @@ class Director:
         if path is None or not path.is_file():
             return settings
         max_area = self.engine.max_area if self.engine is not None else settings.width * settings.height
-        with Image.open(path) as image:
-            width, height = fit_resolution(image.width, image.height, max_area)
+        image, _ = load_reference(path, name="the project's reference image")
+        width, height = fit_resolution(image.width, image.height, max_area)
         return replace(settings, width=width, height=height)
 
     def set_story(self, style_prompt: str | None = None, negative_prompt: str | None = None,
-                  name: str | None = None) -> None:
+                  name: str | None = None) -> list[str]:
+        """Change the shared style/character prompt, the negative prompt or the film's name.
+        Returns notices (text that had to be cleaned, a prompt longer than the model reads)."""
+        notices: list[str] = []
         if style_prompt is not None:
-            self.project.style_prompt = str(style_prompt)
+            self.project.style_prompt = clean_text(style_prompt, "the style prompt", notices)
         if negative_prompt is not None:
-            self.project.negative_prompt = str(negative_prompt)
+            self.project.negative_prompt = clean_text(negative_prompt, "the negative prompt", notices)
         if name is not None:
-            self.project.name = str(name)[:200] or "Untitled film"
+            self.project.name = clean_text(name, "the film's name", notices)[:200] or "Untitled film"
         self.store.save()
+        return notices
 
     def update_settings(self, **changes: Any) -> list[str]:
-        """Change project settings (validated; rounded values come back as notices)."""
+        """Change project settings (validated; rounded values come back as notices).
+        An unknown setting name is refused (SettingsError), never silently ignored."""
+        _check_setting_names(changes)
         data = self.project.settings.to_dict()
         data.update(changes)
         settings, notices = normalise_settings(data)
@@ -346,7 +380,8 @@ class Director:
         """Insert a new shot at position `index` (0 = first). The shot after it becomes stale."""
         if not 0 <= index <= len(self.project.shots):
             raise ProjectError(f"cannot insert at position {index + 1}; the film has {len(self.project.shots)} shots.")
-        shot = Shot(prompt=str(prompt), seed=validate_seed(seed) if seed is not None else random_seed(),
+        shot = Shot(prompt=clean_text(prompt, f"shot {index + 1}'s prompt", self.notices),
+                    seed=validate_seed(seed) if seed is not None else random_seed(),
                     seed_locked=bool(seed_locked))
         self.project.shots.insert(index, shot)
         self.store.save()
@@ -378,7 +413,9 @@ class Director:
         shot = self.shot(index)
         notices: list[str] = []
         if prompt is not None:
-            shot.prompt = str(prompt)
+            shot.prompt = clean_text(prompt, f"shot {index + 1}'s prompt", notices)
+            if not shot.prompt.strip():
+                notices.append(f"shot {index + 1} has no prompt yet; describe what happens in it before rendering it.")
         if seed is not None:
             shot.seed = validate_seed(seed)
         if seed_locked is not None:
@@ -390,7 +427,9 @@ class Director:
             merged, notices = normalise_settings(self.project.settings.merged(overrides))
             shot.overrides = {k: v for k, v in overrides.items() if v is not None}
         if anchor_image is not None:
-            shot.anchor_image = self.store.add_anchor_image(anchor_image)
+            picture, anchor_notices = load_reference(anchor_image, name=f"shot {index + 1}'s anchor image")
+            notices.extend(anchor_notices)
+            shot.anchor_image = self.store.add_anchor_image(picture)
             self._anchors.clear()
         if clear_anchor:
             shot.anchor_image = None
@@ -456,9 +495,10 @@ class Director:
         shot = self.shot(index)
         if index > 0 and self.project.shots[index - 1].selected_take is None:
             raise ProjectError(f"shot {index} has no take yet; render it first (shot {index + 1} continues from it).")
+        seed = validate_seed(seed) if seed is not None else None  # refuse a bad seed before changing anything
         self.set_shot(index, prompt=prompt, overrides=overrides)
         if seed is not None:
-            shot.seed = validate_seed(seed)
+            shot.seed = seed
         elif not shot.seed_locked:
             shot.seed = random_seed()
         self.store.save()
@@ -516,7 +556,13 @@ class Director:
                 raise ProjectError(f"shot {index} has no take yet; shot {index + 1} continues from it.")
             upstream_take = upstream.selected_take
             motion_in = self.store.motion_out(upstream.id, upstream_take)
-        anchor = self._anchor(shot, settings)
+        rule = engine.stitch_rule(settings)
+        before = None
+        if upstream_take is not None:  # read (and check) the upstream clip before spending GPU time
+            upstream_shot = self.project.shots[index - 1]
+            upstream_rule = StitchRule(**self.store.take(upstream_shot.id, upstream_take).stitch_rule)
+            before = self._take_frames(upstream_shot.id, upstream_take)
+            before = before[: len(before) - upstream_rule.drop_tail]
         recipe = self.recipe(shot)
 
         # 2. Generate.
@@ -526,22 +572,20 @@ class Director:
 
         self.rendering.add(shot.id)
         try:
-            started = time.perf_counter()
-            clip = engine.generate_clip(anchor, motion_in, prompt, self.project.negative_prompt,
-                                             shot.seed, settings, on_step=step, cancel=cancel)
-            generated = time.perf_counter()
+            with _out_of_memory_as_message(settings):
+                anchor = self._anchor(shot, settings)
+                started_at, started = time.time(), time.perf_counter()
+                clip = engine.generate_clip(anchor, motion_in, prompt, self.project.negative_prompt,
+                                            shot.seed, settings, on_step=step, cancel=cancel)
+            generated, finished_at = time.perf_counter(), time.time()
 
             # 3. Seam against the upstream take's kept frames.
-            rule = engine.stitch_rule(settings)
             seam = None
-            if upstream_take is not None:
-                upstream_shot = self.project.shots[index - 1]
-                before = self._take_frames(upstream_shot.id, upstream_take)
-                upstream_rule = StitchRule(**self.store.take(upstream_shot.id, upstream_take).stitch_rule)
-                before = before[: len(before) - upstream_rule.drop_tail]
+            if before is not None:
                 seam = {"upstream_take": upstream_take, "score": seam_score(before, clip.frames[rule.drop_head:])}
 
-            # 4. Write the take (atomic), then select it.
+            # 4. Write the take (atomic), then select it. started_at/finished_at (epoch seconds) bracket
+            # generate_clip: the load test checks with them that renders never overlap.
             take = Take(
                 id=self.store.new_take_id(), shot_id=shot.id, created=self.store.now(), prompt=prompt,
                 shot_prompt=shot.prompt, negative_prompt=self.project.negative_prompt, seed=shot.seed,
@@ -552,27 +596,43 @@ class Director:
                 fps=settings.fps, width=int(clip.frames.shape[2]), height=int(clip.frames.shape[1]),
                 has_latents=clip.latents is not None, stitch_rule=rule.to_dict(), seam=seam,
                 info=_jsonable(clip.info),
+                timings={"generate_s": round(generated - started, 3), "started_at": round(started_at, 3),
+                         "finished_at": round(finished_at, 3)},
             )
             self.store.write_take(take, clip.frames, clip.motion_out, motion_in, clip.latents)
-            written = time.perf_counter()
-            take.timings = {"generate_s": round(generated - started, 3), "write_s": round(written - generated, 3)}
-            self.store.update_take(take)
-            shot.takes.append(take.id)
-            shot.selected_take = take.id
-            self.store.save()
+            take.timings["write_s"] = round(time.perf_counter() - generated, 3)
+            try:
+                self.store.update_take(take)
+            except OSError as error:  # the timing is a nicety; the take itself is complete
+                log.warning("could not add timings to take %s: %s", take.id, error)
+            self._select_new_take(shot, take)
         finally:
             self.rendering.discard(shot.id)
         self._remember_frames(take.id, clip.frames)
         return ClipEvent(index, shot.id, take.id, str(self.store.clip_path(shot.id, take.id)),
                          seam["score"] if seam else None, take.timings, job_index, job_size)
 
+    def _select_new_take(self, shot: Shot, take: Take) -> None:
+        """Add a just-written take to its shot and save; if the save fails (disk full), undo both:
+        the previous take stays selected and no folder of the new take is left behind."""
+        before = (list(shot.takes), shot.selected_take)
+        shot.takes.append(take.id)
+        shot.selected_take = take.id
+        try:
+            self.store.save()
+        except BaseException:
+            shot.takes, shot.selected_take = before
+            self.store.delete_take_files(shot.id, take.id)
+            raise
+
     def _anchor(self, shot: Shot, settings: ClipSettings) -> Anchor:
         relative = shot.anchor_image or self.project.reference
         path = self.store.safe_path(relative)
         key = (image_fingerprint(path), settings.width, settings.height)
         if key not in self._anchors:
-            with Image.open(path) as image:
-                self._anchors[key] = self.require_engine().encode_anchor(image.convert("RGB"), settings)
+            # The stored file may come from an imported bundle: it is opened as untrusted as an upload.
+            image, _ = load_reference(path, name="the anchor image" if shot.anchor_image else "the reference image")
+            self._anchors[key] = self.require_engine().encode_anchor(image, settings)
             while len(self._anchors) > 4:
                 self._anchors.popitem(last=False)
         return self._anchors[key]
@@ -635,6 +695,74 @@ class Director:
         from .export import export_film
 
         return export_film(self, Path(out_path), audio=audio, crossfade=crossfade, scale=scale)
+
+
+MAX_TEXT_CHARS = 100_000  # longer prompts are refused (they would bloat project.json and every status call)
+LONG_PROMPT_CHARS = 2_000  # about the 512 tokens Wan's text encoder reads
+
+
+def clean_text(value: Any, what: str, notices: list[str] | None = None) -> str:
+    """User text as it will be stored: kept literally (never parsed or evaluated), except
+    lone UTF-16 surrogates (they cannot be written as UTF-8, so one would make every later
+    save of the project fail), which become U+FFFD. Adds notices to `notices`; raises
+    ProjectError for text over MAX_TEXT_CHARS."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > MAX_TEXT_CHARS:
+        raise ProjectError(f"{what} is {len(text):,} characters long; the limit is {MAX_TEXT_CHARS:,}. Shorten it.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # Through UTF-16: a high+low pair becomes its real character, a lone half becomes U+FFFD.
+        text = text.encode("utf-16-le", errors="surrogatepass").decode("utf-16-le", errors="replace")
+        if notices is not None:
+            notices.append(f"{what} held characters that are not valid text (lone surrogates); "
+                           "they were replaced with \ufffd.")
+    if notices is not None and len(text) > LONG_PROMPT_CHARS and "prompt" in what:
+        notices.append(f"{what} is {len(text):,} characters; the model reads only about the first "
+                       f"{LONG_PROMPT_CHARS:,} (512 tokens). The rest is kept but has no effect.")
+    return text
+
+
+OUT_OF_MEMORY_ADVICE = ("Turn on CPU offload (offload \"model\", or \"group\" on 24 GB cards, in the model preset) "
+                        "or lower the resolution or the frames per shot, then render again; finished shots are kept.")
+
+
+@contextmanager
+def _out_of_memory_as_message(settings: ClipSettings) -> Iterator[None]:
+    """Any engine's out-of-memory error as engines.base.OutOfMemory with advice the user can act on."""
+    try:
+        yield
+    except OutOfMemory as error:
+        text = str(error)
+        raise OutOfMemory(text if "offload" in text else f"{text.rstrip('.')}. {OUT_OF_MEMORY_ADVICE}") from None
+    except (torch.OutOfMemoryError, MemoryError) as error:
+        _free_accelerator_memory()
+        where = "the GPU" if isinstance(error, torch.OutOfMemoryError) else "this machine"
+        raise OutOfMemory(f"{where} ran out of memory rendering {settings.width}x{settings.height}, "
+                          f"{settings.num_frames} frames. {OUT_OF_MEMORY_ADVICE}") from None
+    except RuntimeError as error:
+        if "out of memory" not in str(error).lower():
+            raise
+        _free_accelerator_memory()
+        raise OutOfMemory(f"the accelerator ran out of memory rendering {settings.width}x{settings.height}, "
+                          f"{settings.num_frames} frames. {OUT_OF_MEMORY_ADVICE}") from None
+
+
+def _free_accelerator_memory() -> None:
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _check_setting_names(changes: dict[str, Any]) -> None:
+    """SettingsError for names ClipSettings does not have (a typo like "step" would otherwise do nothing)."""
+    known = set(ClipSettings.__dataclass_fields__)
+    unknown = sorted(str(name) for name in changes if name not in known)
+    if unknown:
+        raise SettingsError(f"unknown setting {', '.join(repr(n) for n in unknown)}; "
+                            f"the settings are: {', '.join(sorted(known))}.")
 
 
 def _jsonable(value: Any) -> Any:

@@ -18,6 +18,7 @@ from typing import Any
 
 from PIL import Image
 
+from ..settings import SettingsError, validate_seed
 from .model import ProjectError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -36,10 +37,13 @@ class ProjectSpec:
     description: str = ""
 
     def reference_image(self) -> Image.Image | None:
+        """The reference as RGB, opened by reference.load_reference (ReferenceError if unusable)."""
         if self.reference is None:
             return None
-        with Image.open(self.reference) as image:
-            return image.convert("RGB")
+        from ..reference import load_reference
+
+        image, _ = load_reference(self.reference)
+        return image
 
 
 def list_project_presets() -> list[Path]:
@@ -70,8 +74,11 @@ def load_spec(path: str | Path) -> ProjectSpec:
         elif isinstance(shot, dict) and isinstance(shot.get("prompt"), str):
             prompts.append(shot["prompt"])
             seed = shot.get("seed")
-            if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-                raise ProjectError(f"{path.name}: shot {number} has a seed that is not a whole number.")
+            if seed is not None:  # the same gate as the app and the Python API
+                try:
+                    seed = validate_seed(seed)
+                except SettingsError as error:
+                    raise ProjectError(f"{path.name}: shot {number}: {error}") from None
             seeds.append(seed)
         else:
             raise ProjectError(f"{path.name}: shot {number} must be a prompt string or an object with 'prompt'.")
