@@ -369,3 +369,28 @@ def test_views_flag_seams_and_escape_text():
     assert views.parse_lora_weights("a = 0.5\n# note\nb=1") == {"a": 0.5, "b": 1.0}
     with pytest.raises(ValueError):
         views.parse_lora_weights("just a name")
+
+
+def test_a_style_lora_that_changes_nothing_is_refused_by_name(studio, tiny, tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    session = studio.registry.create()
+    foreign = tmp_path / "anime-style.safetensors"
+    save_file({"unet.down.0.lora_A.weight": torch.zeros(4, 4), "unet.down.0.lora_B.weight": torch.zeros(4, 4)}, foreign)
+    with pytest.raises(ValueError, match="anime-style.safetensors: no key of this LoRA names a Wan transformer module"):
+        studio.add_style_lora(session, str(foreign))
+    pickled = tmp_path / "style.ckpt"
+    pickled.write_bytes(b"\x80\x04")
+    with pytest.raises(uploads.UploadError, match="safetensors"):
+        studio.add_style_lora(session, str(pickled))
+    assert not tiny.loras.specs and session.director.project.settings.lora_weights == ()
+
+
+def test_style_loras_are_unavailable_on_the_draft_engine(tmp_path):
+    draft, _ = runtime.get_engine("draft")
+    studio = Studio(draft, tmp_path, max_shots=2)
+    assert not studio.has_loras
+    with pytest.raises(Exception, match="unavailable on the draft engine"):
+        studio.add_style_lora(studio.registry.create(), str(tmp_path / "x.safetensors"))
+    assert "not diffusion output" in views.engine_banner(draft)

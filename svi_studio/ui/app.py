@@ -272,11 +272,11 @@ def _shot_card(index: int, blank: dict[str, Any], c: dict[str, Any]) -> dict[str
                 card["prompt"] = gr.Textbox(label="Prompt", lines=3, elem_id=f"shot-{number}-prompt",
                                             placeholder="what happens in this shot, and how the camera moves")
                 with gr.Row(equal_height=False, elem_classes=["svi-seed-row"]):
-                    card["seed"] = gr.Textbox(label="Seed", max_lines=1, elem_id=f"shot-{number}-seed", scale=3,
+                    card["seed"] = gr.Textbox(label="Seed", max_lines=1, elem_id=f"shot-{number}-seed", scale=2,
                                               min_width=120, container=False, placeholder="seed")
                     card["dice"] = gr.Button("New seed", elem_id=f"shot-{number}-dice", scale=1, min_width=90,
                                              size="sm")
-                    card["lock"] = gr.Checkbox(label="Lock seed", elem_id=f"shot-{number}-lock", scale=1, min_width=125,
+                    card["lock"] = gr.Checkbox(label="Lock seed", elem_id=f"shot-{number}-lock", scale=1, min_width=130,
                                                container=False)
                 with gr.Row():
                     card["regen"] = gr.Button("Regenerate this shot", size="sm", elem_id=f"shot-{number}-regenerate")

@@ -346,6 +346,7 @@ class Studio:
             return Director.open(root, self.engine)
 
         fresh = self.registry.create(unpack)
+        self.refresh_preview(fresh)
         notices = " ".join(fresh.director.notices)
         return Outcome(f"Project “{fresh.director.project.name}” loaded. {notices}".strip(), session=fresh)
 

@@ -7,6 +7,7 @@ anything that is not what it claims to be.
 
 from __future__ import annotations
 
+import re
 import shutil
 import warnings
 import zipfile
@@ -61,14 +62,17 @@ def keep_audio(path: str | Path | None, folder: Path) -> Path | None:
     return target
 
 
-def keep_lora(path: str | Path | None, folder: Path, stem: str) -> Path:
-    """Copy an uploaded LoRA (.safetensors only: never a pickle) into the session's uploads folder."""
+def keep_lora(path: str | Path | None, folder: Path, adapter: str) -> Path:
+    """Copy an uploaded LoRA (.safetensors only: never a pickle) to uploads/<adapter>/<its own name>,
+    so messages about it name the file the user chose."""
     if not path:
         raise UploadError("no LoRA file was uploaded.")
     source = Path(path)
     if source.suffix.lower() != ".safetensors":
         raise UploadError(f"{source.name}: LoRAs must be .safetensors files (pickled .ckpt/.pt/.bin files are refused).")
-    target = folder / f"{stem}.safetensors"
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", source.name).lstrip(".") or "lora.safetensors"
+    target = folder / adapter / name
+    target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, target)
     return target
 
