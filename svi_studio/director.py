@@ -496,13 +496,14 @@ class Director:
         if index > 0 and self.project.shots[index - 1].selected_take is None:
             raise ProjectError(f"shot {index} has no take yet; render it first (shot {index + 1} continues from it).")
         seed = validate_seed(seed) if seed is not None else None  # refuse a bad seed before changing anything
-        self.set_shot(index, prompt=prompt, overrides=overrides)
-        if seed is not None:
-            shot.seed = seed
-        elif not shot.seed_locked:
-            shot.seed = random_seed()
-        self.store.save()
+        if prompt is not None or overrides is not None:
+            self.set_shot(index, prompt=prompt, overrides=overrides)  # explicit edits are saved now
         self.check_ready([index])
+        # The new seed is saved with the new take, not before: a re-roll that is cancelled, fails
+        # (out of memory, disk full) or is killed leaves the shot as it was — same seed, same
+        # selected take, still fresh — instead of marking it stale for a take that never came.
+        old_seed = shot.seed
+        new_seed = seed if seed is not None else (shot.seed if shot.seed_locked else random_seed())
         shots_after = {s.id for s in self.project.shots[index + 1:]}
 
         def plan(rendered: list[str]) -> int | None:
@@ -515,7 +516,15 @@ class Director:
                     return later
             return None
 
-        yield from self._run(plan, cancel, on_step)
+        shot.seed = new_seed
+        made = False
+        try:
+            for event in self._run(plan, cancel, on_step):
+                made = made or (event.kind == "clip" and event.shot_id == shot.id)
+                yield event
+        finally:
+            if not made and shot.seed == new_seed:
+                shot.seed = old_seed
 
     def _run(self, next_index: Callable[[list[str]], int | None], cancel: CancelToken | None,
              on_step: StepCallback | None) -> Iterator[ClipEvent | DoneEvent]:
