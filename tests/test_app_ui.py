@@ -394,3 +394,35 @@ def test_style_loras_are_unavailable_on_the_draft_engine(tmp_path):
     with pytest.raises(Exception, match="unavailable on the draft engine"):
         studio.add_style_lora(studio.registry.create(), str(tmp_path / "x.safetensors"))
     assert "not diffusion output" in views.engine_banner(draft)
+
+
+def _forked_gpu_worker(arguments, results):  # runs in the forked child, like a ZeroGPU worker
+    results.put(runtime.render_shot_on_gpu(*pickle.loads(arguments)))
+
+
+def test_gpu_call_in_a_forked_worker_keeps_the_parents_edits(tmp_path, reference_image):
+    """ZeroGPU runs each @spaces.GPU call in a forked process with pickled arguments: the take it
+    writes must reach the parent's project, and edits made in the parent meanwhile must survive."""
+    import multiprocessing
+
+    draft, _ = runtime.get_engine("draft")
+    studio = Studio(draft, tmp_path, max_shots=3)
+    session = _ready_session(studio, ["a slow push-in", "pan left"], reference_image)
+    session.director.update_settings(width=160, height=96)
+    shot = session.director.project.shots[0]
+    arguments = pickle.dumps((str(session.project_dir), 0, shot.id, draft.preset_id, session.cancel, None, 0, 1))
+
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    worker = context.Process(target=_forked_gpu_worker, args=(arguments, results), daemon=True)
+    worker.start()
+    session.director.set_shot(1, prompt="pan left, then tilt up")  # the user keeps editing meanwhile
+    result = results.get(timeout=120)
+    worker.join(timeout=30)
+    assert result["ok"], result
+
+    jobs.adopt_take(session.director, runtime.ClipEvent(**result["event"]))
+    reopened = runtime.Director.open(session.project_dir, draft)
+    assert reopened.project.shots[0].selected_take == result["event"]["take_id"]
+    assert reopened.project.shots[1].prompt == "pan left, then tilt up"
+    assert [s.status for s in reopened.statuses()] == ["fresh", "missing"]
