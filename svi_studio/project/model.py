@@ -12,6 +12,7 @@ On disk (one folder per project):
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import MISSING, asdict, dataclass, field
 from typing import Any
@@ -20,6 +21,17 @@ from ..settings import ClipSettings, SettingsError, normalise_settings, validate
 
 SCHEMA_VERSION = 1
 SHOT_OVERRIDE_KEYS = ("steps", "guidance", "guidance_2", "flow_shift", "lora_weights")
+# Shot and take ids name folders (takes/<shot id>/<take id>/): letters, digits, '-' and '_' only,
+# so an id read from a project file (or an uploaded bundle) can never point outside the project.
+ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def check_id(value: str, what: str) -> str:
+    """`value` if it is a safe shot/take id, else ProjectError."""
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
+        raise ProjectError(f"project.json: {what} {value!r:.80} is not a valid id (letters, digits, '-' and '_' "
+                           "only); the file was left untouched.")
+    return value
 
 
 class ProjectError(ValueError):
@@ -69,15 +81,20 @@ class Shot:
                 validate_seed(seed)
             except SettingsError as error:
                 raise ProjectError(f"project.json: a shot's {error}") from None
+        shot_id = check_id(_typed(data, "id", str, None) or new_id(), "the shot id")
+        takes = [check_id(t, f"shot {shot_id}'s take id") for t in _typed(data, "takes", list, [])]
+        selected = _typed(data, "selected_take", str, None)
+        if selected is not None:
+            check_id(selected, f"shot {shot_id}'s selected take")
         return cls(
             prompt=_typed(data, "prompt", str, ""),
             seed=seed if seed is not None else random_seed(),
             seed_locked=bool(data.get("seed_locked", False)),
             overrides={k: v for k, v in _typed(data, "overrides", dict, {}).items() if k in SHOT_OVERRIDE_KEYS},
             anchor_image=_typed(data, "anchor_image", str, None),
-            id=_typed(data, "id", str, None) or new_id(),
-            takes=[str(t) for t in _typed(data, "takes", list, [])],
-            selected_take=_typed(data, "selected_take", str, None),
+            id=shot_id,
+            takes=takes,
+            selected_take=selected,
             extra={k: v for k, v in data.items() if k not in SHOT_KEYS},
         )
 

@@ -29,7 +29,7 @@ from safetensors.torch import save as st_save
 from ..fsutil import atomic_write_bytes, atomic_write_json, fsync_dir
 from ..motion import MotionState
 from ..video_io import read_frames, write_mp4
-from .model import Project, ProjectError, Take, new_id
+from .model import ID_PATTERN, Project, ProjectError, Take, new_id
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +136,9 @@ class ProjectStore:
                     shutil.rmtree(take_dir, ignore_errors=True)
                     continue
                 shot = by_id.get(shot_dir.name)
-                if shot is None or take_dir.name in shot.takes or not (take_dir / TAKE_FILE).is_file():
-                    continue
+                if (shot is None or take_dir.name in shot.takes or not ID_PATTERN.fullmatch(take_dir.name)
+                        or not (take_dir / TAKE_FILE).is_file() or self._check_take_files(shot.id, take_dir.name)):
+                    continue  # only complete, readable takes are adopted; anything else is left where it is
                 shot.takes.append(take_dir.name)  # complete, but the crash came before project.json
                 if shot.selected_take is None:
                     shot.selected_take = take_dir.name
@@ -190,16 +191,24 @@ class ProjectStore:
     # -- takes --------------------------------------------------------------------------------
 
     def take_dir(self, shot_id: str, take_id: str) -> Path:
+        """takes/<shot_id>/<take_id>; ids that could leave that folder ('..', '/') are refused."""
+        if not (isinstance(shot_id, str) and isinstance(take_id, str)
+                and ID_PATTERN.fullmatch(shot_id) and ID_PATTERN.fullmatch(take_id)):
+            raise ProjectError(f"invalid shot or take id ({shot_id!r:.40}, {take_id!r:.40}).")
         return self.root / "takes" / shot_id / take_id
 
     def take(self, shot_id: str, take_id: str) -> Take:
         path = self.take_dir(shot_id, take_id) / TAKE_FILE
         try:
-            return Take.from_dict(json.loads(path.read_text(encoding="utf-8")))
+            data = json.loads(path.read_text(encoding="utf-8"))
+            take = Take.from_dict(data if isinstance(data, dict) else {})
         except FileNotFoundError:
             raise BrokenTake(f"{path} is missing.") from None
-        except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as error:
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError, ProjectError) as error:
             raise BrokenTake(f"{path} is damaged ({error}).") from None
+        if take.id != take_id or take.shot_id != shot_id:  # take.json's ids name files too: they must be its own
+            raise BrokenTake(f"{path} belongs to another take ({take.shot_id!r:.40}/{take.id!r:.40}).")
+        return take
 
     def clip_path(self, shot_id: str, take_id: str) -> Path:
         return self.take_dir(shot_id, take_id) / CLIP_FILE
