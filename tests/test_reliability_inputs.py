@@ -672,6 +672,9 @@ WRONG_TYPES = [
     ("shot.selected_take", 5, "'selected_take' must be str"),
     ("shot.overrides", {"steps": "x"}, "overrides are malformed"),
     ("shot.id", "same", "every shot needs its own id"),
+    ("shot.id", "../../escape", "not a valid id"),
+    ("shot.takes", ["../../../.."], "not a valid id"),
+    ("shot.selected_take", "../x", "not a valid id"),
 ]
 
 
@@ -682,7 +685,7 @@ def test_hand_edited_wrong_types_are_named_and_the_file_left_alone(tmp_path, ren
     if where.startswith("settings."):
         data["settings"][where.split(".")[1]] = value
     elif where.startswith("shot."):
-        for shot in data["shots"][: 2 if where == "shot.id" else 1]:
+        for shot in data["shots"][: 2 if value == "same" else 1]:
             shot[where.split(".")[1]] = value
     else:
         data[where] = value
@@ -775,6 +778,33 @@ def test_hostile_bundles_are_refused_and_write_nothing(tmp_path, rendered, name,
     with pytest.raises(BundleError, match=message):
         unbundle_project(bundle, tmp_path / "out" / "film")
     assert sorted(tmp_path.rglob("*")) == before  # no target, no staging folder, nothing outside
+
+
+def test_bundle_whose_ids_climb_out_of_the_project_cannot_touch_other_folders(tmp_path, rendered, draft):
+    """Shot and take ids name folders. A bundle whose project.json said takes: ["../../../.."]
+    used to load, and deleting that shot then ran shutil.rmtree on a folder outside the
+    project (in the app: every session's folder). Ids are now checked on load, and take.json
+    must name its own folder."""
+    canary = tmp_path / "sessions" / "someone-else" / "keep.txt"
+    canary.parent.mkdir(parents=True)
+    canary.write_text("other user's work")
+    project = json.loads((rendered / "project.json").read_text())
+    project["shots"][0]["takes"].append("../../../../sessions")
+    bundle = _evil_zip(tmp_path / "evil.zip", project, [])
+    with pytest.raises(ProjectError, match="not a valid id"):
+        unbundle_project(bundle, tmp_path / "imports" / "film")
+    assert canary.read_text() == "other user's work" and not (tmp_path / "imports" / "film").exists()
+
+    root = copy_of(rendered, tmp_path)  # a take.json that names another take is a broken take, never followed
+    shot = json.loads((root / "project.json").read_text())["shots"][0]
+    take_json = root / "takes" / shot["id"] / shot["selected_take"] / "take.json"
+    take = json.loads(take_json.read_text())
+    take["id"] = "../../../../sessions/someone-else"
+    take_json.write_text(json.dumps(take))
+    director = Director.open(root, draft)
+    assert director.statuses()[0].status == BROKEN and "belongs to another take" in director.statuses()[0].reason
+    director.delete_shot(0)
+    assert canary.read_text() == "other user's work"
 
 
 def test_zip_bombs_are_refused_before_or_while_unpacking(tmp_path, rendered, monkeypatch):
