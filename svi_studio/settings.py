@@ -101,8 +101,8 @@ def _number(name: str, value: Any, kind: type) -> int | float:
         raise SettingsError(f"{name} must be a number, got {value!r}.")
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise SettingsError(f"{name} must be a number, got {value!r}.") from None
+    except (TypeError, ValueError, OverflowError):
+        raise SettingsError(f"{name} must be a number, got {str(value)[:40]!r}.") from None
     if not math.isfinite(number):
         raise SettingsError(f"{name} must be a finite number, got {value!r}.")
     return round_half_up(number) if kind is int else number
@@ -167,9 +167,15 @@ def normalise_settings(raw: ClipSettings | dict[str, Any]) -> tuple[ClipSettings
 
 
 def _lora_weights(value: Any) -> tuple[tuple[str, float], ...]:
-    if value in (None, "", ()):
+    if value is None or (isinstance(value, (str, tuple, list, dict)) and not value):
         return ()
-    pairs = value.items() if isinstance(value, dict) else value
+    shape_error = SettingsError("LoRA weights must map LoRA names to numbers, e.g. {\"svi_high\": 1.0}.")
+    if isinstance(value, dict):
+        pairs = list(value.items())
+    elif isinstance(value, (list, tuple)) and all(isinstance(p, (list, tuple)) and len(p) == 2 for p in value):
+        pairs = list(value)
+    else:
+        raise shape_error
     result = []
     for name, weight in pairs:
         number = _number(f"LoRA weight of {name}", weight, float)

@@ -80,6 +80,13 @@ def read_lora_file(path: str | Path) -> dict[str, torch.Tensor]:
         raise LoraError(f"{label}: not a readable safetensors file ({error}). Is it truncated? Download it again.") from None
     if not state_dict:
         raise LoraError(f"{label}: the file holds no tensors.")
+    for key, tensor in state_dict.items():
+        if not tensor.is_floating_point():
+            raise LoraError(f"{label}: {key} holds {tensor.dtype} values; a LoRA holds floating-point matrices.")
+        if tensor.ndim > 2 and not (tensor.ndim in (4, 5) and all(size == 1 for size in tensor.shape[2:])):
+            raise LoraError(f"{label}: {key} has shape {tuple(tensor.shape)}; a LoRA matrix is 2-D.")
+        if not torch.isfinite(tensor).all():
+            raise LoraError(f"{label}: {key} contains NaN or infinite values; the file is damaged.")
     return state_dict
 
 
