@@ -138,8 +138,13 @@ def cmd_regen(args) -> int:
     from .director import Director
 
     director = Director.open(Path(args.project), _engine(args.engine, Path(args.project)))
-    _run_events(args, director.regenerate(args.shot - 1, seed=args.seed, prompt=args.prompt, cascade=args.cascade,
-                                          on_step=_on_step(args)))
+    cancel = threading.Event()
+    try:
+        _run_events(args, director.regenerate(args.shot - 1, seed=args.seed, prompt=args.prompt, cascade=args.cascade,
+                                              cancel=cancel, on_step=_on_step(args)))
+    except KeyboardInterrupt:
+        cancel.set()
+        return 130
     return cmd_status(args)
 
 
@@ -254,9 +259,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .engines.base import EngineError
+
     try:
         return args.func(args)
-    except (ProjectError, SettingsError, ValueError, OSError) as error:
+    except (ProjectError, SettingsError, ValueError, OSError, EngineError) as error:
+        # EngineError (out of GPU memory, a motion state from another engine, …) is a RuntimeError:
+        # it used to end the CLI with a traceback instead of its message.
         if getattr(args, "json", False):
             print(json.dumps({"error": str(error), "type": type(error).__name__}, ensure_ascii=False), flush=True)
         else:

@@ -138,8 +138,12 @@ def export_film(director: "Director", out_path: Path, audio: str | Path | None =
         )
         os.replace(tmp, out_path)
         fsync_dir(out_path.parent)
-    except BaseException:
+    except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(error, OSError):  # disk full, read-only, or ffmpeg failing to write: say so plainly
+            from .project.store import storage_error
+
+            raise storage_error(error, f"the film {out_path.name}", out_path.parent) from None
         raise
     finally:
         video.close()

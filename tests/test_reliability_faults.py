@@ -374,3 +374,36 @@ def test_cancelled_reroll_keeps_the_old_take_fresh(tmp_path, rendered, draft):
     events = list(director.regenerate(1, cancel=token, on_step=token.on_step))
     assert events[-1].cancelled and not [e for e in events if e.kind == "clip"]
     assert digest(root) == before and [s.status for s in director.statuses()] == [FRESH] * 3
+
+
+def test_out_of_memory_through_the_cli_is_a_message_not_a_traceback(tmp_path, rendered, draft, monkeypatch, capsys):
+    import svi_studio.engines as engines
+    from svi_studio import cli
+
+    root = copy_of(rendered, tmp_path)
+    monkeypatch.setattr(engines, "load_engine", lambda name, **kw: FlakyEngine(draft, torch.OutOfMemoryError("CUDA")))
+    assert cli.main(["regen", str(root), "--shot", "2", "--json"]) == 1
+    error = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert error["type"] == "OutOfMemory" and "offload" in error["error"]
+    assert [s.status for s in Director.open(root, draft).statuses()] == [FRESH] * 3
+
+
+def test_disk_full_while_exporting_keeps_the_previous_film(tmp_path, rendered, monkeypatch):
+    from moviepy import VideoClip
+
+    root = copy_of(rendered, tmp_path)
+    film = tmp_path / "out" / "film.mp4"
+    Director.open(root, None).export(film)
+    before = film.read_bytes()
+    real = VideoClip.write_videofile
+
+    def half_then_full(self, filename, *args, **kwargs):
+        Path(filename).write_bytes(b"half a film")
+        enospc()
+
+    monkeypatch.setattr(VideoClip, "write_videofile", half_then_full)
+    with pytest.raises(StorageError, match="could not save the film film.mp4: the disk is full"):
+        Director.open(root, None).export(film)
+    monkeypatch.setattr(VideoClip, "write_videofile", real)
+    assert film.read_bytes() == before and sorted(p.name for p in film.parent.iterdir()) == [
+        "film.mp4", "film.timeline.json"]  # no temporary left behind either
