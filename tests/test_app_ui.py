@@ -259,6 +259,18 @@ def test_page_keeps_prompts_exactly_and_only_saves_what_changed(studio):
     assert session.director.project.style_prompt == "watercolour"
 
 
+def test_an_older_form_snapshot_never_overrides_a_newer_one(studio):
+    """A render that waited in the queue carries the form from when it was clicked; edits the
+    user made while it waited (applied by later events) must survive it."""
+    session = studio.registry.create()
+    studio.view(session, "")
+    clicked = form_of(studio, session, stamp=1000, **{"c0.prompt": "as typed before clicking"})
+    studio.page(session.token, form_of(studio, session, stamp=2000, **{"c0.prompt": "edited while queued"}),
+                studio.sync)
+    studio.page(session.token, clicked, studio.sync)
+    assert session.director.project.shots[0].prompt == "edited while queued"
+
+
 def test_page_turns_errors_into_messages(studio, tmp_path):
     session = studio.registry.create()
     studio.view(session, "")

@@ -105,7 +105,7 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
                     if studio.presets:
                         with gr.Row():
                             for path in studio.presets:
-                                button = gr.Button(path.stem.replace("-", " ").title(), size="sm",
+                                button = gr.Button(studio.preset_title(path), size="sm",
                                                    elem_id=f"example-{path.stem}")
                                 example_buttons.append((path.stem, button))
                     else:
@@ -154,11 +154,13 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
             api_number = gr.Number(label="number")
             api_file = gr.File(label="file", type="filepath")
             api_status = gr.JSON(label="status")
-            api_out_file = gr.File(label="result file")
+            api_out_file = gr.File(label="file")
             api_trigger = gr.Button("api")
 
         # -- wiring -------------------------------------------------------------------------------
+        c["stamp"] = gr.Number(visible=False, elem_id="form-stamp")
         form = [state] + [c[key] for key in studio.form_keys]
+        stamp_js = _stamp_js(form.index(c["stamp"]))
         view = [state, notice] + [c[key] for key in studio.view_keys]
         quiet = dict(show_progress="hidden", api_visibility="private")
 
@@ -172,14 +174,15 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
                                    extra_outputs=len(extra_outputs), needs_session=needs_session)
 
             settings = {**quiet, **options}
-            return trigger(handler, inputs=form + list(extra_inputs), outputs=view + list(extra_outputs), **settings)
+            return trigger(handler, inputs=form + list(extra_inputs), outputs=view + list(extra_outputs), js=stamp_js,
+                           **settings)
 
         def on_job(trigger, make_job):
             def handler(token, *values, progress=gr.Progress()):
                 yield from studio.page_job(token, values, lambda session: make_job(session, progress))
 
             return trigger(handler, inputs=form, outputs=view, concurrency_id=RENDER_GROUP, concurrency_limit=1,
-                           show_progress="full", show_progress_on=[notice], api_visibility="private")
+                           show_progress="full", show_progress_on=[notice], api_visibility="private", js=stamp_js)
 
         sync = studio.sync
         on(reference_upload.upload, studio.set_reference, extra_inputs=[reference_upload])
@@ -250,7 +253,7 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
 
         card_job.change(on_card_job, inputs=form + [card_job], outputs=view, concurrency_id=RENDER_GROUP,
                         concurrency_limit=1, show_progress="full", show_progress_on=[notice],
-                        api_visibility="private", trigger_mode="multiple")
+                        api_visibility="private", trigger_mode="multiple", js=stamp_js)
 
         _wire_api(studio, state, api_trigger, api_text, api_text2, api_json, api_index, api_flag, api_number,
                   api_file, api_status, api_out_file)
@@ -300,6 +303,11 @@ def _shot_card(index: int, blank: dict[str, Any], c: dict[str, Any]) -> dict[str
     return card
 
 
+def _stamp_js(position: int) -> str:
+    """Client-side pre-step of every page event: stamp the form snapshot with the client's clock."""
+    return f"(...values) => {{ const sent = [...values]; sent[{position}] = Date.now(); return sent; }}"
+
+
 def _action_js(kind: str, index: int, with_value: bool = False) -> str:
     """Client-side function writing a card action as JSON (a timestamp makes each click a change)."""
     value = "value" if with_value else "null"
@@ -338,19 +346,20 @@ def _wire_api(studio: Studio, state, trigger, text, text2, json_in, index, flag,
 
     endpoint(lambda token, name: studio.api_start(lambda: studio.new_project(None, name or None)),
              [text], "new_project", "Start a new, empty project in a new session folder (name optional).")
-    endpoint(lambda token, name: studio.api_start(lambda: studio.load_example(None, name)),
+    endpoint(lambda token, preset: studio.api_start(lambda: studio.load_example(None, preset)),
              [text], "load_example", "Load an example project preset by name (e.g. cat-adventure).")
-    endpoint(lambda token, path: studio.api_start(lambda: studio.upload_project(None, path)),
+    endpoint(lambda token, project_zip: studio.api_start(lambda: studio.upload_project(None, project_zip)),
              [file_in], "upload_project", "Open a project zip (from download_project) in a new session.")
-    endpoint(lambda token, path: studio.api_call(token, lambda s: studio.set_reference(s, path)),
+    endpoint(lambda token, image: studio.api_call(token, lambda s: studio.set_reference(s, image)),
              [file_in], "set_reference", "Upload the reference image; the notices give the clip resolution.")
-    endpoint(lambda token, style, negative: studio.api_call(token, lambda s: studio.set_story(s, style, negative)),
+    endpoint(lambda token, style_prompt, negative_prompt: studio.api_call(
+        token, lambda s: studio.set_story(s, style_prompt, negative_prompt)),
              [text, text2], "set_story", "Set the style/character prompt and the negative prompt.")
     endpoint(lambda token, prompts: studio.api_call(token, lambda s: studio.set_shots(s, prompts)),
              [json_in], "set_shots", "Make the film's shots these prompts (a JSON list of strings), in order.")
-    endpoint(lambda token, changes: studio.api_call(token, lambda s: studio.update_settings(s, changes)),
+    endpoint(lambda token, settings: studio.api_call(token, lambda s: studio.update_settings(s, settings)),
              [json_in], "update_settings", "Change settings, e.g. {\"steps\": 4, \"num_frames\": 21}.")
-    endpoint(lambda token, i, take_id: studio.api_call(token, lambda s: studio.select_take(s, int(i), take_id)),
+    endpoint(lambda token, index, take_id: studio.api_call(token, lambda s: studio.select_take(s, int(index), take_id)),
              [index, text], "select_take", "Select an earlier take (take id) of shot `index` (0-based).")
     endpoint(lambda token: studio.api_call(token, lambda s: studio.status(s)),
              [], "status", "The project: shots with status, takes, seeds, seconds and seam scores.")
@@ -361,8 +370,9 @@ def _wire_api(studio: Studio, state, trigger, text, text2, json_in, index, flag,
     def api_render(token, progress=gr.Progress()):
         yield from studio.api_job(token, lambda s: jobs.render_all(s, progress))
 
-    def api_regenerate(token, i, cascade, progress=gr.Progress()):
-        yield from studio.api_job(token, lambda s: jobs.regenerate(s, int(i), cascade=bool(cascade), progress=progress))
+    def api_regenerate(token, index, cascade, progress=gr.Progress()):
+        yield from studio.api_job(token, lambda s: jobs.regenerate(s, int(index), cascade=bool(cascade),
+                                                                   progress=progress))
 
     endpoint(api_render, [], "render", "Render every missing or stale shot in order; streams the status after each.",
              concurrency_id=RENDER_GROUP, concurrency_limit=1)

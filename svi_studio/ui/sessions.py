@@ -73,6 +73,7 @@ class Session:
     lock: threading.RLock = field(default_factory=threading.RLock)
     shown: dict[str, Any] = field(default_factory=dict)  # component key → value the page shows
     job: str | None = None  # "render" / "regenerate" while a render job runs
+    form_stamp: float | None = None  # client time of the newest page form applied
     style_loras: list[str] = field(default_factory=list)  # LoRA adapters this session uploaded
 
     @property

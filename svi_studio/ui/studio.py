@@ -28,7 +28,7 @@ import gradio as gr
 from ..director import Director
 from ..engines.base import Engine, EngineError
 from ..project.model import ProjectError, random_seed
-from ..project.spec import PROJECT_PRESET_DIR, list_project_presets, load_spec
+from ..project.spec import list_project_presets, load_spec
 from ..settings import SettingsError
 from . import jobs, runtime, uploads, views
 from .presenter import CARD_FIELDS, Presenter, blank_model, card_key, visible_loras
@@ -93,9 +93,16 @@ class Studio:
         self.presenter = Presenter(max_shots, self.registry.lora_owners)
         self.card_keys = [card_key(i, f) for i in range(max_shots) for f in CARD_FIELDS]
         self.view_keys = list(PAGE_KEYS) + self.card_keys
-        self.form_keys = (list(STORY_KEYS) + list(SETTING_FIELDS) + ["loras"]
+        self.form_keys = (["stamp"] + list(STORY_KEYS) + list(SETTING_FIELDS) + ["loras"]
                           + [card_key(i, f) for f in ("prompt", "seed", "lock") for i in range(max_shots)])
         self.presets = preset_order(list_project_presets())
+
+    def preset_title(self, path: Path) -> str:
+        """The name an example project shows on its button."""
+        try:
+            return load_spec(path).name
+        except ProjectError:
+            return path.stem.replace("-", " ").title()
 
     @property
     def has_loras(self) -> bool:
@@ -110,9 +117,17 @@ class Studio:
         """Save what the user changed on the page since it was last shown; return problems found.
 
         A value that cannot be used is reported and left unsaved (the page gets the saved
-        value back); the rest of the form is still saved."""
+        value back); the rest of the form is still saved. Every event carries the whole form,
+        stamped with the client's clock when it fired: a snapshot older than one already
+        applied (a render that waited in the queue while the user kept editing) is skipped,
+        since the newer one holds all of its edits."""
         director, shown = session.director, session.shown
         problems: list[str] = []
+        stamp = form.get("stamp")
+        if isinstance(stamp, (int, float)):
+            if session.form_stamp is not None and stamp < session.form_stamp:
+                return problems
+            session.form_stamp = float(stamp)
 
         def changed(key: str) -> bool:
             return key in form and not same_value(form[key], shown.get(key))

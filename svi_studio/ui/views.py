@@ -159,9 +159,9 @@ def job_line(kind: str, shot: int | None, done: int, total: int, detail: str = "
     if kind == "clip":
         return f"Shot {shot} finished ({done} of {total}).{(' ' + detail) if detail else ''}"
     if kind == "cancelled":
-        return f"Cancelled. {done} finished shot{'s' if done != 1 else ''} kept."
+        return f"Cancelled. {done} finished clip{'s' if done != 1 else ''} kept."
     if kind == "done":
-        return f"Done: {done} shot{'s' if done != 1 else ''} rendered." if done else "Nothing to render: every shot is fresh."
+        return f"Done: {done} clip{'s' if done != 1 else ''} rendered." if done else "Nothing to render: every shot is fresh."
     return detail
 
 

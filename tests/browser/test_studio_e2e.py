@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-import time
 from pathlib import Path
 
 import pytest
@@ -36,6 +35,24 @@ PROMPTS = ['A ginger cat wakes up on a windowsill, slow push-in,\n"morning light
            "It trots out of the room; tracking shot, low angle"]
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update"]
+
+
+# Logs (in the page) every distinct status line and the time each shot's clip player appears,
+# in ms since the call — a MutationObserver sees changes that polling from the test could miss.
+WATCH_JS = """() => {
+  const started = performance.now();
+  window.__clips = {}; window.__statuses = [];
+  const look = () => {
+    const status = document.querySelector('#job-status')?.innerText ?? '';
+    if (window.__statuses[window.__statuses.length - 1] !== status) window.__statuses.push(status);
+    for (const n of [1, 2, 3]) {
+      if (window.__clips[n] === undefined && document.querySelector(`#shot-${n}-video video[src]`))
+        window.__clips[n] = performance.now() - started;
+    }
+  };
+  new MutationObserver(look).observe(document.body, {subtree: true, childList: true, characterData: true,
+                                                     attributes: true});
+}"""
 
 
 def free_port() -> int:
@@ -118,23 +135,19 @@ def test_studio_renders_shot_by_shot_and_exports(page, reference_image, tmp_path
     page.wait_for_function("() => document.querySelector('#film-summary').innerText.includes('to render: shot 1, 2, 3')")
     shot("02-three-shots.png")
 
-    # Render all: the clips must appear one after another, each as soon as it is done.
-    started = time.monotonic()
+    # Render all: the clips must appear one after another, each as soon as it is done. An
+    # observer in the page logs every status line and the moment each clip player appears.
+    page.evaluate(WATCH_JS)
     page.click("#render-all")
-    appeared: dict[int, float] = {}
-    statuses: set[str] = set()
-    while len(appeared) < 3 and time.monotonic() - started < 180:
-        for number in (1, 2, 3):
-            if number not in appeared and clip_src(page, number):
-                appeared[number] = round(time.monotonic() - started, 2)
-                if number == 2:
-                    shot("03-rendering-two-done.png")
-        statuses.add(status_text(page))
-        page.wait_for_timeout(50)
-    assert sorted(appeared) == [1, 2, 3], f"clips seen: {appeared}"
+    page.wait_for_function("() => window.__clips[2] !== undefined", timeout=180_000)
+    shot("03-rendering-two-done.png")
+    page.wait_for_function("() => window.__clips[3] !== undefined", timeout=180_000)
+    appeared = {int(k): round(v / 1000, 2) for k, v in page.evaluate("() => window.__clips").items()}
+    statuses = page.evaluate("() => window.__statuses")
     assert appeared[1] < appeared[2] < appeared[3], f"clips did not arrive one by one: {appeared}"
     assert any("Rendering shot 2 (2 of 3)" in text for text in statuses), statuses
-    page.wait_for_function("() => document.querySelector('#job-status').innerText.includes('Done: 3 shots')")
+    assert any("Shot 1 finished (1 of 3)" in text for text in statuses), statuses
+    page.wait_for_function("() => document.querySelector('#job-status').innerText.includes('Done: 3 clips')")
     for number, prompt in enumerate(PROMPTS, start=1):  # typed text survived the stream untouched
         assert page.locator(f"#shot-{number}-prompt textarea").input_value() == prompt
     assert page.locator("#film-preview video").count() == 1
@@ -156,7 +169,7 @@ def test_studio_renders_shot_by_shot_and_exports(page, reference_image, tmp_path
     page.click("#shot-2-regenerate-from")
     page.wait_for_function("(old) => document.querySelector('#shot-3-video video')?.getAttribute('src') !== old",
                            arg=before)
-    page.wait_for_function("() => document.querySelector('#job-status').innerText.includes('Done: 2 shots')")
+    page.wait_for_function("() => document.querySelector('#job-status').innerText.includes('Done: 2 clips')")
     assert "fresh" in page.inner_text("#shot-3-head").lower()
 
     # Export and download the film: its frame count is the stitched count.
