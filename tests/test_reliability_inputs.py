@@ -238,6 +238,43 @@ def test_a_bomb_inside_an_imported_bundle_is_refused_when_rendering(tmp_path, dr
         list(Director.open(director.root, draft).render())
 
 
+def app_session(tmp: Path, engine):
+    from svi_studio.ui.studio import Studio
+
+    studio = Studio(engine, tmp / "app", max_shots=2)
+    return studio, studio.registry.create()
+
+
+def test_the_apps_reference_upload_refuses_what_the_loader_refuses(tmp_path, draft, picture):
+    studio, session = app_session(tmp_path, draft)
+    (tmp_path / "inputs").mkdir()
+    for name, (source, _) in _refusals(tmp_path / "inputs", picture).items():
+        if isinstance(source, bytes):
+            path = tmp_path / "inputs" / "upload.png"
+            path.write_bytes(source)
+            source = path
+        if isinstance(source, (str, Path)) and name != "folder":
+            with pytest.raises(ProjectError):
+                studio.set_reference(session, str(source))
+    assert session.director.project.reference is None
+
+
+@pytest.mark.xfail(strict=True, reason="svi_studio/ui/uploads.read_image (UI engineer's) converts with Pillow's "
+                                       "convert('RGB') before the Director sees the picture: 16-bit turns white, "
+                                       "transparent pixels keep their hidden colour. Fix: use reference.load_reference")
+@pytest.mark.parametrize("kind", ["16-bit", "alpha"])
+def test_the_apps_reference_upload_converts_like_the_loader(tmp_path, draft, picture, kind):
+    studio, session = app_session(tmp_path, draft)
+    path = tmp_path / f"{kind}.png"
+    if kind == "16-bit":
+        Image.fromarray((np.asarray(picture.convert("L"), dtype=np.uint16) * 257).astype(np.uint16)).save(path)
+    else:
+        _transparent(picture).save(path)
+    studio.set_reference(session, str(path))
+    stored = np.asarray(Image.open(session.director.store.reference_path()).convert("RGB"))
+    assert (stored == np.asarray(load_reference(path)[0])).all()
+
+
 MODES = ["1", "L", "LA", "P", "PA", "RGB", "RGBA", "CMYK", "I;16", "I", "F", "YCbCr"]
 FORMATS = ["PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF"]
 
