@@ -216,8 +216,9 @@ class Studio:
         notice = " ".join(["⚠ " + p for p in problems] + ([outcome.notice] if outcome.notice else []))
         extra = outcome.extra or [gr.skip()] * extra_outputs
         target = outcome.session or session
+        notice = notice or None  # an event with nothing to say leaves the status line as it is
         if target is None:
-            return [token, gr.update(value=notice), *[gr.skip()] * len(self.view_keys), *extra]
+            return [token, gr.update(value=notice) if notice else gr.skip(), *[gr.skip()] * len(self.view_keys), *extra]
         if target is not session:
             target.shown = dict(session.shown) if session is not None else dict(self.blank)
         return self.view(target, notice) + extra
@@ -305,8 +306,8 @@ class Studio:
         self.refresh_preview(session)
         return Outcome(f"Shot {index + 1} uses take {shot.takes.index(take_id) + 1} again; the shots after it are stale.")
 
-    def cancel(self, session: Session) -> Outcome:
-        if session.job is None:
+    def cancel(self, session: Session | None) -> Outcome:
+        if session is None or session.job is None:
             return Outcome("Nothing is rendering.")
         session.cancel.set()
         return Outcome("Cancelling after the current denoising step; finished shots are kept.")

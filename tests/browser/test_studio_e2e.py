@@ -82,7 +82,7 @@ def page(studio_url):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-        page.set_default_timeout(60_000)
+        page.set_default_timeout(120_000)  # generous: this box is shared
         page.goto(studio_url)
         page.wait_for_selector("#render-all")
         yield page
