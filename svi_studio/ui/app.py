@@ -164,18 +164,21 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
         view = [state, notice] + [c[key] for key in studio.view_keys]
         quiet = dict(show_progress="hidden", api_visibility="private")
 
-        def on(trigger, action, extra_inputs=(), extra_outputs=(), needs_session=True, **options):
+        light_view = [state, notice] + [c[key] for key in studio.sync_keys]
+
+        def on(trigger, action, extra_inputs=(), extra_outputs=(), needs_session=True, light=False, **options):
             count = len(extra_inputs)
+            keys = studio.sync_keys if light else None
 
             def handler(token, *values):
                 extras = values[len(values) - count:] if count else ()
                 return studio.page(token, values[: len(studio.form_keys)],
                                    lambda session: action(session, *extras),
-                                   extra_outputs=len(extra_outputs), needs_session=needs_session)
+                                   extra_outputs=len(extra_outputs), needs_session=needs_session, keys=keys)
 
             settings = {**quiet, **options}
-            return trigger(handler, inputs=form + list(extra_inputs), outputs=view + list(extra_outputs), js=stamp_js,
-                           **settings)
+            outputs = (light_view if light else view) + list(extra_outputs)
+            return trigger(handler, inputs=form + list(extra_inputs), outputs=outputs, js=stamp_js, **settings)
 
         def on_job(trigger, make_job):
             def handler(token, *values, progress=gr.Progress()):
@@ -186,7 +189,9 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
 
         sync = studio.sync
         on(reference_upload.upload, studio.set_reference, extra_inputs=[reference_upload])
-        for key in ("style", "negative", "width", "height", "fps", "loras"):
+        for key in ("style", "negative"):
+            on(c[key].blur, sync, light=True)
+        for key in ("width", "height", "fps", "loras"):
             on(c[key].blur, sync)
         for key in ("steps", "guidance", "frames"):
             on(c[key].release, sync)
@@ -212,9 +217,11 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
         # each list the whole form and page) while the handlers still get the whole form.
         card_action = gr.Textbox(visible=False, elem_id="card-action")
         card_job = gr.Textbox(visible=False, elem_id="card-job")
+        card_sync = gr.Textbox(visible=False, elem_id="card-sync")
         for index, card in enumerate(cards):
-            for trigger, kind in ((card["prompt"].blur, "sync"), (card["seed"].blur, "sync"),
-                                  (card["lock"].input, "sync"), (card["dice"].click, "dice"),
+            for trigger in (card["prompt"].blur, card["seed"].blur, card["lock"].input):
+                trigger(None, inputs=None, outputs=[card_sync], js=_action_js("sync", index), **quiet)
+            for trigger, kind in ((card["dice"].click, "dice"),
                                   (card["up"].click, "up"), (card["down"].click, "down"),
                                   (card["insert"].click, "insert"), (card["delete"].click, "delete")):
                 trigger(None, inputs=None, outputs=[card_action], js=_action_js(kind, index), **quiet)
@@ -240,6 +247,7 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
             return card_actions[kind](session, index, value)
 
         on(card_action.change, on_card_action, extra_inputs=[card_action], trigger_mode="multiple")
+        on(card_sync.change, sync, light=True, trigger_mode="always_last")
 
         def card_job_handler(session, progress, raw=None):
             kind, index, _ = _parse_action(raw, studio.max_shots)

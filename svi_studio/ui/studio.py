@@ -93,6 +93,10 @@ class Studio:
         self.presenter = Presenter(max_shots, self.registry.lora_owners)
         self.card_keys = [card_key(i, f) for i in range(max_shots) for f in CARD_FIELDS]
         self.view_keys = list(PAGE_KEYS) + self.card_keys
+        # What a plain sync (a prompt, seed or story box losing focus) can change: badges, the
+        # summary, a seed typed badly (sent back as saved). Gradio rebuilds every output component it is given, even a skipped one, so the
+        # frequent syncs list only these.
+        self.sync_keys = ["film"] + [card_key(i, f) for i in range(max_shots) for f in ("head", "seed")]
         self.form_keys = (["stamp"] + list(STORY_KEYS) + list(SETTING_FIELDS) + ["loras"]
                           + [card_key(i, f) for f in ("prompt", "seed", "lock") for i in range(max_shots)])
         self.presets = preset_order(list_project_presets())
@@ -189,7 +193,7 @@ class Studio:
     # -- page events ---------------------------------------------------------------------------
 
     def page(self, token: str | None, values: tuple[Any, ...], action: Callable[[Session | None], Outcome | None],
-             extra_outputs: int = 0, needs_session: bool = True) -> list[Any]:
+             extra_outputs: int = 0, needs_session: bool = True, keys: list[str] | None = None) -> list[Any]:
         """Run a page event: sync the form, do `action`, return [state, notice, *view, *extra].
 
         needs_session=False: actions that start a new project (the page may have none yet)."""
@@ -217,15 +221,16 @@ class Studio:
         extra = outcome.extra or [gr.skip()] * extra_outputs
         target = outcome.session or session
         notice = notice or None  # an event with nothing to say leaves the status line as it is
+        keys = keys or self.view_keys
         if target is None:
-            return [token, gr.update(value=notice) if notice else gr.skip(), *[gr.skip()] * len(self.view_keys), *extra]
+            return [token, gr.update(value=notice) if notice else gr.skip(), *[gr.skip()] * len(keys), *extra]
         if target is not session:
             target.shown = dict(session.shown) if session is not None else dict(self.blank)
-        return self.view(target, notice) + extra
+        return self.view(target, notice, keys) + extra
 
-    def view(self, session: Session, notice: str | None) -> list[Any]:
+    def view(self, session: Session, notice: str | None, keys: list[str] | None = None) -> list[Any]:
         with session.lock:
-            updates = self.presenter.updates(session, self.view_keys)
+            updates = self.presenter.updates(session, keys or self.view_keys)
         return [session.token, gr.update(value=notice) if notice is not None else gr.skip(), *updates]
 
     def page_job(self, token: str | None, values: tuple[Any, ...], make_job: Callable[[Session], Iterator[jobs.JobUpdate]]):
