@@ -62,12 +62,17 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def studio_url(tmp_path_factory):
+def studio_app(tmp_path_factory):
     demo = build_app("tiny", tmp_path_factory.mktemp("svi-browser-data"), max_shots=6)
     port = free_port()
     launch_app(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
+    yield f"http://127.0.0.1:{port}/", demo
     demo.close()
+
+
+@pytest.fixture(scope="module")
+def studio_url(studio_app):
+    return studio_app[0]
 
 
 @pytest.fixture(scope="module")
@@ -184,3 +189,36 @@ def test_studio_renders_shot_by_shot_and_exports(page, reference_image, tmp_path
 
     (artifacts / "timings.json").write_text(json.dumps(
         {"engine": "tiny", "frames_per_shot": FRAMES, "seconds_from_render_all_to_clip": appeared}, indent=2))
+
+
+def test_a_cut_above_the_seam_threshold_is_flagged(page, studio_app, reference_image, tmp_path, artifacts):
+    """Open a project zip whose second cut has a seam score above SEAM_WARN: the cut is flagged."""
+    from svi_studio.project.bundle import bundle_project
+    from svi_studio.seams import SEAM_WARN
+    from svi_studio.ui import jobs
+
+    studio = studio_app[1].studio
+    session = studio.registry.create()
+    director = session.director
+    director.set_reference(reference_image)
+    director.update_settings(num_frames=FRAMES)
+    director.set_shot(0, prompt="a calm opening shot")
+    director.add_shot("a sudden whip pan")
+    for _ in jobs.render_all(session):
+        pass
+    shot_two = director.project.shots[1]
+    take_file = director.store.take_dir(shot_two.id, shot_two.selected_take) / "take.json"
+    take = json.loads(take_file.read_text())
+    take["seam"]["score"] = SEAM_WARN + 4.4
+    take_file.write_text(json.dumps(take))
+    bundle = bundle_project(director.root, tmp_path / "jumpy-cut.zip")
+
+    page.click("#project")
+    upload(page, "#upload-project", bundle)
+    page.wait_for_function("() => document.querySelector('#shot-2-head')?.innerText.includes('visible jump')")
+    assert page.locator("#shot-2-head .svi-cut-warn").count() == 1
+    assert page.locator("#shot-1-head .svi-cut-warn").count() == 0
+    assert "visible jump at the cut into shot 2" in page.inner_text("#film-summary")
+    page.locator("#shot-2-head").scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(artifacts / "07-flagged-cut.png"), full_page=True)
