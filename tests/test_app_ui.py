@@ -124,6 +124,19 @@ def test_client_drives_a_film_end_to_end(server, reference_png, tmp_path):
     assert status["shots"][2]["status"] == "stale"
 
 
+def test_examples_load_with_their_reference(server):
+    url, demo = server
+    presets = [path.stem for path in demo.studio.presets]
+    if not presets:
+        pytest.skip("no project presets installed")
+    assert presets[0] == "cat-adventure" or "cat-adventure" not in presets  # Cat Adventure first
+    status = client_for(url).predict(presets[0], api_name="/load_example")
+    assert status["has_reference"] and len(status["shots"]) >= 1
+    assert all(shot["prompt"].strip() for shot in status["shots"])
+    with pytest.raises(gradio_client.exceptions.AppError, match="no example"):
+        client_for(url).predict("../../etc/passwd", api_name="/load_example")
+
+
 def test_user_errors_come_back_as_messages(server, tmp_path):
     url, _ = server
     client = client_for(url)

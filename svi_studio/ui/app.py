@@ -399,8 +399,13 @@ def _wire_api(studio: Studio, state, trigger, text, text2, json_in, index, flag,
 
 
 def launch_options() -> dict[str, Any]:
-    """Styling launch() needs (Gradio 6 takes css at launch)."""
-    return {"css": CSS_PATH.read_text(encoding="utf-8")}
+    """Styling launch() needs (Gradio 6 takes css at launch). Without the stylesheet (an install
+    that did not ship it) the page still works, unstyled."""
+    try:
+        return {"css": CSS_PATH.read_text(encoding="utf-8")}
+    except OSError:
+        log.warning("%s is missing; the page will be unstyled", CSS_PATH)
+        return {}
 
 
 def launch_app(demo: gr.Blocks, host: str | None = None, port: int | None = None, share: bool = False,
