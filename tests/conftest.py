@@ -27,6 +27,17 @@ def make_reference(width: int = 320, height: int = 192, seed: int = 0) -> Image.
     return Image.fromarray(image.clip(0, 255).astype(np.uint8))
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models run faster on one intra-op thread (and far faster when the 2 cores are shared)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def reference_image() -> Image.Image:
     return make_reference()

@@ -24,13 +24,7 @@ RANK = 4
 FORMATS = ("diffsynth", "pipe_dit", "wan_alpha", "kohya", "diffusers")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run faster on one intra-op thread (and far faster when the 2 cores are shared)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def block_modules(i2v: bool = False) -> list[tuple[str, str, int, int]]:

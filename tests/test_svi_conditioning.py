@@ -23,13 +23,7 @@ from svi_studio.engines.wan import load_wan_engine, make_scheduler, tiny_setting
 FRAMES = 21  # 6 latent frames: room for anchor + 3 motion latents + zeros
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run faster on one intra-op thread (and far faster when the 2 cores are shared)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @contextmanager
