@@ -201,8 +201,8 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
                concurrency_id=RENDER_GROUP, concurrency_limit=1)
         on(c["add_shot"].click, studio.add_shot)
         on_job(render_all.click, lambda session, progress: jobs.render_all(session, progress))
-        cancel.click(lambda token: studio.page(token, (), studio.cancel, needs_session=False), inputs=[state],
-                     outputs=view, queue=False, **quiet)
+        cancel.click(lambda token: studio.page(token, (), studio.cancel, needs_session=False, keys=studio.sync_keys),
+                     inputs=[state], outputs=light_view, queue=False, **quiet)
         on(export.click, studio.page_export, extra_inputs=[audio, crossfade], extra_outputs=[export_file],
            concurrency_id=EXPORT_GROUP, concurrency_limit=1, show_progress="full", show_progress_on=[export_file])
         for name, button in example_buttons:
@@ -231,7 +231,6 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
             card["regen_from"].click(None, outputs=[card_job], js=_action_js("regenerate_from", index), **quiet)
 
         card_actions = {
-            "sync": lambda session, index, value: studio.sync(session),
             "dice": lambda session, index, value: studio.roll_seed(session, index),
             "up": lambda session, index, value: studio.move_shot(session, index, -1),
             "down": lambda session, index, value: studio.move_shot(session, index, 1),
