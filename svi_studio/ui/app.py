@@ -42,6 +42,15 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("SVI_DATA_DIR") or "data")
 
 
+def session_ttl_s() -> float | None:
+    """How long an idle session's folder is kept: SVI_SESSION_TTL_HOURS; on a Hugging Face
+    Space (SPACE_ID set) 24 hours by default, elsewhere forever (your films stay on disk)."""
+    hours = os.environ.get("SVI_SESSION_TTL_HOURS")
+    if hours:
+        return float(hours) * 3600
+    return 24 * 3600.0 if os.environ.get("SPACE_ID") else None
+
+
 def build_app(engine_name: str | None = None, data_dir: str | Path | None = None,
               max_shots: int | None = None) -> gr.Blocks:
     """The SVI Studio Blocks app. Loads the engine now (once per process)."""
@@ -49,7 +58,7 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
     data_dir = Path(data_dir or default_data_dir())
     max_shots = max_shots or int(os.environ.get("SVI_MAX_SHOTS") or DEFAULT_MAX_SHOTS)
     engine, note = runtime.get_engine(engine_name)
-    studio = Studio(engine, data_dir, max_shots=max_shots, engine_note=note)
+    studio = Studio(engine, data_dir, max_shots=max_shots, engine_note=note, max_idle_s=session_ttl_s())
     blank = studio.blank
 
     with gr.Blocks(title="SVI Studio") as demo:

@@ -113,17 +113,16 @@ def render_all(session: Session, progress: Any = None) -> Iterator[JobUpdate]:
 def regenerate(session: Session, index: int, cascade: bool = False, progress: Any = None) -> Iterator[JobUpdate]:
     """A new take of shot `index` from the stored motion of the shot before it.
 
-    New seed unless the shot's seed is locked. With `cascade`, the shots after it that
-    become stale (or are missing) are rendered too, in order."""
+    New seed unless the shot's seed is locked; it is saved with the new take, so a
+    cancelled or failed re-roll leaves the shot as it was (same seed, still fresh). With
+    `cascade`, the shots after it that become stale (or are missing) are rendered too."""
     director = session.director
     with session.lock:
         shot = director.shot(index)
         if index > 0 and director.project.shots[index - 1].selected_take is None:
             raise ProjectError(f"shot {index} has no take yet; render it first (shot {index + 1} continues from it).")
         director.check_ready([index])
-        if not shot.seed_locked:
-            shot.seed = random_seed()
-        director.store.save()
+        new_seed = shot.seed if shot.seed_locked else random_seed()
         later_ids = {s.id for s in director.project.shots[index + 1:]}
         total = 1 + (sum(1 for i in range(index + 1, len(director.project.shots))) if cascade else 0)
 
@@ -138,11 +137,14 @@ def regenerate(session: Session, index: int, cascade: bool = False, progress: An
                 return later
         return None
 
-    yield from _run(session, "regenerate", plan, total, progress)
+    yield from _run(session, "regenerate", plan, total, progress, seeds={shot.id: new_seed})
 
 
-def _run(session: Session, kind: str, plan: Planner, total: int, progress: Any) -> Iterator[JobUpdate]:
+def _run(session: Session, kind: str, plan: Planner, total: int, progress: Any,
+         seeds: dict[str, int] | None = None) -> Iterator[JobUpdate]:
+    """seeds: shot id → seed for that shot's next render in this job (a re-roll)."""
     director = session.director
+    seeds = dict(seeds or {})
     if session.job is not None:
         raise ProjectError(f"this project is already rendering ({session.job}); wait for it or cancel it.")
     session.job = kind
@@ -169,7 +171,8 @@ def _run(session: Session, kind: str, plan: Planner, total: int, progress: Any) 
             total = max(total, len(rendered) + 1)
             try:
                 yield JobUpdate("start", index, len(rendered), total)
-                event = runtime.render_shot(director, index, session.cancel, progress, len(rendered), total)
+                event = runtime.render_shot(director, index, session.cancel, progress, len(rendered), total,
+                                            seed=seeds.get(shot.id))
             except Cancelled:
                 preview.wait()
                 yield JobUpdate("cancelled", index, len(rendered), total)
@@ -178,6 +181,7 @@ def _run(session: Session, kind: str, plan: Planner, total: int, progress: Any) 
                 director.rendering.discard(shot.id)
             with session.lock:
                 adopt_take(director, event)
+            seeds.pop(event.shot_id, None)
             rendered.append(event.take_id)
             preview.request()
             yield JobUpdate("clip", director.project.shot_index(event.shot_id), len(rendered), total, event)

@@ -18,7 +18,6 @@ import gradio as gr
 from ..director import Director
 from ..engines.base import Engine
 from ..project.model import ProjectError
-from ..project.status import MISSING
 from . import views
 from .sessions import Session
 

@@ -29,7 +29,7 @@ from ..engines import load_engine
 from ..engines.base import Cancelled, Engine, EngineError, OutOfMemory
 from ..project.model import ProjectError
 from ..project.store import PROJECT_FILE
-from ..settings import SettingsError, normalise_settings
+from ..settings import SettingsError, normalise_settings, validate_seed
 from .gpu import estimate_seconds
 
 log = logging.getLogger(__name__)
@@ -129,17 +129,27 @@ def estimate_shot_seconds(project_dir: str, index: int, shot_id: str, engine_pre
 
 @gpu_task(duration=estimate_shot_seconds)
 def render_shot_on_gpu(project_dir: str, index: int, shot_id: str, engine_preset: str, cancel: Any,
-                       progress: Any = None, job_index: int = 0, job_size: int = 1) -> dict[str, Any]:
+                       progress: Any = None, job_index: int = 0, job_size: int = 1,
+                       seed: int | None = None) -> dict[str, Any]:
     """Render shot `index` of the project in `project_dir`; one GPU call.
+
+    seed: render with this seed instead of the shot's (a re-roll). It is saved only with
+    the new take: a cancelled or failed call leaves the project as it was.
 
     Returns {"ok": True, "event": ClipEvent fields} or {"ok": False, "error": kind, "message": text}
     with kind one of "cancelled", "out_of_memory", "engine", "project", "settings".
     """
+    director = None
+    previous_seed = None
+    ok = False
     try:
         engine = engine_by_preset(engine_preset)
         director = _worker_director(project_dir, engine)
-        if director.shot(index).id != shot_id:
+        shot = director.shot(index)
+        if shot.id != shot_id:
             raise ProjectError("the shots changed while this job was queued; render again.")
+        if seed is not None:
+            previous_seed, shot.seed = shot.seed, validate_seed(seed)
 
         def on_step(event: StepEvent) -> None:
             if progress is None:
@@ -150,6 +160,7 @@ def render_shot_on_gpu(project_dir: str, index: int, shot_id: str, engine_preset
 
         event = director.render_shot(index, cancel=cancel, on_step=on_step, job_index=job_index, job_size=job_size)
         _remember_saved(project_dir, director)
+        ok = True
         return {"ok": True, "event": event.to_dict()}
     except Cancelled:
         return {"ok": False, "error": "cancelled", "message": "cancelled"}
@@ -163,6 +174,11 @@ def render_shot_on_gpu(project_dir: str, index: int, shot_id: str, engine_preset
         return {"ok": False, "error": "project", "message": str(error)}
     except ValueError as error:  # LoraError and other refusals with a message for the user
         return {"ok": False, "error": "engine", "message": str(error)}
+    finally:
+        if not ok:  # nothing was saved: the cached copy must not keep an unsaved seed
+            if director is not None and previous_seed is not None:
+                director.project.shots[index].seed = previous_seed
+            _WORKER_DIRECTORS.pop(project_dir, None)
 
 
 RESULT_ERRORS = {
@@ -174,8 +190,9 @@ RESULT_ERRORS = {
 
 
 def render_shot(director: Director, index: int, cancel: Any, progress: Any = None,
-                job_index: int = 0, job_size: int = 1) -> ClipEvent:
-    """Render one shot through the GPU unit; raise Cancelled / the engine's error on failure.
+                job_index: int = 0, job_size: int = 1, seed: int | None = None) -> ClipEvent:
+    """Render one shot through the GPU unit (with `seed` for a re-roll); raise Cancelled / the
+    engine's error on failure.
 
     Holds GPU_LOCK for the call (taken here, outside the forked worker, so a worker
     never inherits a held lock).
@@ -183,7 +200,7 @@ def render_shot(director: Director, index: int, cancel: Any, progress: Any = Non
     shot = director.shot(index)
     with GPU_LOCK:
         result = render_shot_on_gpu(str(director.root), index, shot.id, director.engine.preset_id, cancel,
-                                    progress, job_index, job_size)
+                                    progress, job_index, job_size, seed)
     if result["ok"]:
         return ClipEvent(**result["event"])
     if result["error"] == "cancelled":

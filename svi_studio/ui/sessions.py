@@ -12,14 +12,19 @@ server: a request cannot set it). The token names the session's folder:
 Paths are only ever built from a token that matches TOKEN_PATTERN, never from
 anything a client sends, and are checked to stay inside the sessions folder.
 "New project" (and loading an example or a zip) starts a new token and folder; the
-old folder stays on disk.
+old folder stays on disk until `sweep` removes folders idle for longer than the
+registry's `max_idle_s` (never one that is rendering). A page whose folder was swept
+gets a new, empty project on its next action.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
+import shutil
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +34,11 @@ from ..director import Director
 from ..engines.base import Engine
 from ..project.model import ProjectError
 
+log = logging.getLogger(__name__)
+
 TOKEN_PATTERN = re.compile(r"[0-9a-f]{32}")
 SESSIONS_FOLDER = "sessions"
+SWEEP_EVERY_S = 600  # automatic sweeps run at most this often
 
 
 class CancelFlag:
@@ -75,6 +83,7 @@ class Session:
     job: str | None = None  # "render" / "regenerate" while a render job runs
     form_stamp: float | None = None  # client time of the newest page form applied
     style_loras: list[str] = field(default_factory=list)  # LoRA adapters this session uploaded
+    last_used: float = field(default_factory=time.time)
 
     @property
     def project_dir(self) -> Path:
@@ -101,7 +110,11 @@ class SessionRegistry:
     """Sessions by token: in memory (most recent `keep`), reopened from disk when evicted."""
 
     def __init__(self, data_dir: str | Path, engine: Engine, blank_view: Callable[[], dict[str, Any]] = dict,
-                 keep: int = 64):
+                 keep: int = 64, max_idle_s: float | None = None):
+        """keep: sessions held in memory; max_idle_s: when set, session folders idle longer than
+        this are removed (checked when sessions are created, at most every SWEEP_EVERY_S)."""
+        self.max_idle_s = max_idle_s
+        self._last_sweep = 0.0
         self.data_dir = Path(data_dir).resolve()
         self.root = self.data_dir / SESSIONS_FOLDER
         self.root.mkdir(parents=True, exist_ok=True)
@@ -128,6 +141,7 @@ class SessionRegistry:
     def create(self, make_project: Callable[[Path], Director] | None = None) -> Session:
         """A new token and folder, with a project made by `make_project(project_dir)`
         (default: an empty project with one empty shot)."""
+        self._maybe_sweep()
         token = secrets.token_hex(16)
         folder = self.folder(token)
         folder.mkdir(parents=True)
@@ -152,6 +166,7 @@ class SessionRegistry:
             session = self._sessions.get(token)
             if session is not None:
                 self._sessions.move_to_end(token)
+                session.last_used = time.time()
                 return session
         if not (folder / "project").is_dir():
             return None
@@ -163,8 +178,14 @@ class SessionRegistry:
         return session
 
     def ensure(self, token: str | None) -> Session:
-        """The session of `token`, or a new one when it has none yet."""
-        return self.get(token) or self.create()
+        """The session of `token`, or a new one when it has none yet (or its folder was swept:
+        then the page is redrawn in full, since it shows a project that is gone)."""
+        session = self.get(token)
+        if session is None:
+            session = self.create()
+            if token:
+                session.shown = {}
+        return session
 
     def forget(self, token: str | None) -> None:
         """Drop a session from memory (its folder stays)."""
@@ -172,6 +193,51 @@ class SessionRegistry:
             return
         with self._lock:
             self._sessions.pop(token, None)
+
+    def sweep(self, max_idle_s: float, now: float | None = None) -> list[str]:
+        """Remove the folders of sessions unused for more than `max_idle_s` seconds, except
+        those rendering. Returns the removed tokens. A session not in memory counts as used
+        when its project was last saved."""
+        now = time.time() if now is None else now
+        removed = []
+        for folder in sorted(self.root.iterdir()) if self.root.is_dir() else []:
+            token = folder.name
+            if not TOKEN_PATTERN.fullmatch(token) or not folder.is_dir() or folder.is_symlink():
+                continue
+            with self._lock:
+                session = self._sessions.get(token)
+                if session is not None and session.job is not None:
+                    continue
+                last_used = session.last_used if session is not None else _last_saved(folder)
+                if now - last_used <= max_idle_s:
+                    continue
+                self._sessions.pop(token, None)
+            for name in [n for n, owner in self.lora_owners.items() if owner == token]:
+                self._drop_lora(name)
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(token)
+        if removed:
+            log.info("removed %d idle session folder(s)", len(removed))
+        return removed
+
+    def _maybe_sweep(self) -> None:
+        if self.max_idle_s is None or time.time() - self._last_sweep < SWEEP_EVERY_S:
+            return
+        self._last_sweep = time.time()
+        try:
+            self.sweep(self.max_idle_s)
+        except OSError:
+            log.exception("could not sweep idle sessions")
+
+    def _drop_lora(self, name: str) -> None:
+        """Unload a swept session's style LoRA from the shared engine."""
+        self.lora_owners.pop(name, None)
+        stack = getattr(self.engine, "loras", None)
+        if stack is not None and name in stack.specs:
+            from .runtime import GPU_LOCK
+
+            with GPU_LOCK:
+                stack.remove(name)
 
     def _remember(self, session: Session) -> None:
         with self._lock:
@@ -182,3 +248,14 @@ class SessionRegistry:
                     break
                 if self._sessions[token].job is None:
                     del self._sessions[token]
+
+
+def _last_saved(folder: Path) -> float:
+    """When a session folder was last written (its project.json, else the folder itself)."""
+    times = []
+    for path in (folder / "project" / "project.json", folder):
+        try:
+            times.append(path.stat().st_mtime)
+        except OSError:
+            pass
+    return max(times, default=0.0)

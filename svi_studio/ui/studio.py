@@ -84,12 +84,13 @@ class Outcome:
 class Studio:
     """The app's behaviour, independent of the layout."""
 
-    def __init__(self, engine: Engine, data_dir: str | Path, max_shots: int = 24, engine_note: str | None = None):
+    def __init__(self, engine: Engine, data_dir: str | Path, max_shots: int = 24, engine_note: str | None = None,
+                 max_idle_s: float | None = None):
         self.engine = engine
         self.engine_note = engine_note
         self.max_shots = max_shots
         self.blank = blank_model(engine, max_shots)
-        self.registry = SessionRegistry(data_dir, engine, blank_view=lambda: dict(self.blank))
+        self.registry = SessionRegistry(data_dir, engine, blank_view=lambda: dict(self.blank), max_idle_s=max_idle_s)
         self.presenter = Presenter(max_shots, self.registry.lora_owners)
         self.card_keys = [card_key(i, f) for i in range(max_shots) for f in CARD_FIELDS]
         self.view_keys = list(PAGE_KEYS) + self.card_keys
@@ -266,8 +267,10 @@ class Studio:
         return Outcome()
 
     def set_reference(self, session: Session, path: str | None) -> Outcome:
-        image = uploads.read_image(path)
-        notices = session.director.set_reference(image)
+        """An uploaded reference: opened, converted or refused by the Director's loader."""
+        if not path:
+            raise uploads.UploadError("no image was uploaded.")
+        notices = session.director.set_reference(Path(path))
         return Outcome(" ".join(notices), toast=True)
 
     def add_shot(self, session: Session) -> Outcome:

@@ -1,23 +1,20 @@
-"""Uploaded files are untrusted: open them defensively and say plainly what is wrong.
+"""Uploaded files are untrusted: check them and say plainly what is wrong.
 
 Gradio hands handlers the path of an upload in its own upload folder; these helpers
-read it and raise `UploadError` (a ProjectError, so the page shows the message) for
-anything that is not what it claims to be.
+check it and raise `UploadError` (a ProjectError, so the page shows the message) for
+anything that is not what it claims to be. Reference images go to the Director, which
+opens them with the project's one loader (`reference.load_reference`).
 """
 
 from __future__ import annotations
 
 import re
 import shutil
-import warnings
 import zipfile
 from pathlib import Path
 
-from PIL import Image, ImageOps
-
 from ..project.model import ProjectError
 
-MAX_IMAGE_PIXELS = 64_000_000  # larger references are refused (decompression bombs)
 AUDIO_SUFFIXES = {".wav", ".mp3", ".m4a", ".aac", ".ogg", ".flac"}
 
 
@@ -27,27 +24,6 @@ class UploadError(ProjectError):
 
 def upload_name(path: str | Path | None) -> str:
     return Path(str(path)).name if path else "the file"
-
-
-def read_image(path: str | Path | None) -> Image.Image:
-    """An uploaded reference image as RGB (EXIF rotation applied), or UploadError."""
-    if not path:
-        raise UploadError("no image was uploaded.")
-    name = upload_name(path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                if image.width * image.height > MAX_IMAGE_PIXELS:
-                    raise UploadError(f"{name} is {image.width}×{image.height}; use an image under "
-                                      f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels.")
-                image.load()
-                image = ImageOps.exif_transpose(image)
-                return image.convert("RGB")
-    except UploadError:
-        raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise UploadError(f"{name} is not an image this app can read; upload a PNG, JPEG or WebP file.") from None
 
 
 def keep_audio(path: str | Path | None, folder: Path) -> Path | None:
