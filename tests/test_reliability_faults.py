@@ -409,9 +409,6 @@ def test_disk_full_while_exporting_keeps_the_previous_film(tmp_path, rendered, m
         "film.mp4", "film.timeline.json"]  # no temporary left behind either
 
 
-@pytest.mark.xfail(strict=True, reason="svi_studio/ui/jobs.regenerate (UI engineer's) saves the new seed before "
-                                       "rendering, so a cancelled or failed re-roll leaves the shot stale; "
-                                       "Director.regenerate no longer does (see report)")
 def test_cancelled_reroll_in_the_app_keeps_the_old_take_fresh(tmp_path, rendered, draft):
     from svi_studio.ui import jobs
     from svi_studio.ui.sessions import SessionRegistry

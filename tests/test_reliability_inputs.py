@@ -259,9 +259,6 @@ def test_the_apps_reference_upload_refuses_what_the_loader_refuses(tmp_path, dra
     assert session.director.project.reference is None
 
 
-@pytest.mark.xfail(strict=True, reason="svi_studio/ui/uploads.read_image (UI engineer's) converts with Pillow's "
-                                       "convert('RGB') before the Director sees the picture: 16-bit turns white, "
-                                       "transparent pixels keep their hidden colour. Fix: use reference.load_reference")
 @pytest.mark.parametrize("kind", ["16-bit", "alpha"])
 def test_the_apps_reference_upload_converts_like_the_loader(tmp_path, draft, picture, kind):
     studio, session = app_session(tmp_path, draft)

@@ -303,8 +303,6 @@ def test_ids_and_names_from_the_client_are_never_paths(server, reference_png, tm
 
 # == idle sessions ================================================================================
 
-@pytest.mark.xfail(strict=True, reason="svi_studio/ui/sessions.py (UI engineer's, in progress) has no idle "
-                                       "clean-up yet; the report specifies SessionRegistry.sweep")
 def test_idle_sessions_are_removed_but_never_while_rendering(tmp_path):
     from svi_studio.engines.draft import DraftEngine
     from svi_studio.ui.sessions import SessionRegistry
