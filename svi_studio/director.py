@@ -124,6 +124,24 @@ class FilmSegment:
     film_start: int  # index of this segment's first frame in the film
 
 
+@dataclass
+class RenderPlan:
+    """Which shots one job renders; `Director.next_shot` re-plans after every clip.
+
+    first: the shot id a re-roll renders first (None: render every pending shot).
+    cascade: after `first`, also render the shots in `after` that are missing or stale.
+    seeds: shot id → the seed its next render uses (a re-roll's new seed), saved only
+        with the take it makes, so a cancelled or failed re-roll leaves the shot as it was.
+    size: how many clips the job expects (for "shot i of N").
+    """
+
+    first: str | None = None
+    cascade: bool = False
+    after: frozenset[str] = frozenset()
+    seeds: dict[str, int] = field(default_factory=dict)
+    size: int = 1
+
+
 StepCallback = Callable[[StepEvent], None]
 
 
@@ -474,14 +492,48 @@ class Director:
             if not self.project.shots[index].prompt.strip():
                 raise ProjectError(f"shot {index + 1} has an empty prompt: describe what happens in it.")
 
+    def plan_render(self) -> RenderPlan:
+        """A job that renders every missing, stale or broken shot in film order."""
+        pending = self.pending()
+        self.check_ready(pending)
+        return RenderPlan(size=max(1, len(pending)))
+
+    def plan_regenerate(self, index: int, seed: int | None = None, cascade: bool = False) -> RenderPlan:
+        """A job that re-rolls shot `index` (and, with `cascade`, the shots after it that become stale).
+
+        New seed: `seed` if given, else the shot's own if locked, else a fresh random one.
+        Nothing is changed until a take is made.
+        """
+        shot = self.shot(index)
+        if index > 0 and self.project.shots[index - 1].selected_take is None:
+            raise ProjectError(f"shot {index} has no take yet; render it first (shot {index + 1} continues from it).")
+        seed = validate_seed(seed) if seed is not None else None  # refuse a bad seed before changing anything
+        self.check_ready([index])
+        new_seed = seed if seed is not None else (shot.seed if shot.seed_locked else random_seed())
+        after = frozenset(s.id for s in self.project.shots[index + 1:])
+        return RenderPlan(first=shot.id, cascade=cascade, after=after, seeds={shot.id: new_seed},
+                          size=1 + (len(after) if cascade else 0))
+
+    def next_shot(self, plan: RenderPlan, rendered: list[str]) -> int | None:
+        """The index of the next shot `plan` renders, given the takes made so far (None: done)."""
+        if plan.first is None:
+            return next(iter(self.pending()), None)
+        if not rendered:
+            return self.project.shot_index(plan.first)
+        if not plan.cascade:
+            return None
+        for later in range(self.project.shot_index(plan.first) + 1, len(self.project.shots)):
+            if self.project.shots[later].id in plan.after and self.shot_status(later)[0] in (MISSING, STALE, BROKEN):
+                return later
+        return None
+
     def render(self, cancel: CancelToken | None = None, on_step: StepCallback | None = None) -> Iterator[ClipEvent | DoneEvent]:
         """Render every missing or stale shot, in order; yield a ClipEvent as each clip finishes.
 
         Shots are re-planned after every clip, so a shot made stale by the clip before it
         (its upstream changed) is rendered too. Ends with a DoneEvent.
         """
-        self.check_ready(self.pending())
-        yield from self._run(lambda rendered: next(iter(self.pending()), None), cancel, on_step)
+        yield from self._run(self.plan_render(), cancel, on_step)
 
     def regenerate(self, index: int, seed: int | None = None, prompt: str | None = None,
                    overrides: dict[str, Any] | None = None, cascade: bool = False,
@@ -492,51 +544,24 @@ class Director:
         if locked, else a fresh random one. With `cascade`, the shots after it that become
         stale (or are missing) are rendered too, in order; without, they stay stale.
         """
-        shot = self.shot(index)
-        if index > 0 and self.project.shots[index - 1].selected_take is None:
-            raise ProjectError(f"shot {index} has no take yet; render it first (shot {index + 1} continues from it).")
-        seed = validate_seed(seed) if seed is not None else None  # refuse a bad seed before changing anything
+        self.shot(index)
+        if seed is not None:
+            validate_seed(seed)  # refuse a bad seed before saving any edit
         if prompt is not None or overrides is not None:
             self.set_shot(index, prompt=prompt, overrides=overrides)  # explicit edits are saved now
-        self.check_ready([index])
-        # The new seed is saved with the new take, not before: a re-roll that is cancelled, fails
-        # (out of memory, disk full) or is killed leaves the shot as it was — same seed, same
-        # selected take, still fresh — instead of marking it stale for a take that never came.
-        old_seed = shot.seed
-        new_seed = seed if seed is not None else (shot.seed if shot.seed_locked else random_seed())
-        shots_after = {s.id for s in self.project.shots[index + 1:]}
+        yield from self._run(self.plan_regenerate(index, seed=seed, cascade=cascade), cancel, on_step)
 
-        def plan(rendered: list[str]) -> int | None:
-            if not rendered:
-                return index
-            if not cascade:
-                return None
-            for later in range(index + 1, len(self.project.shots)):
-                if self.project.shots[later].id in shots_after and self.shot_status(later)[0] in (MISSING, STALE, BROKEN):
-                    return later
-            return None
-
-        shot.seed = new_seed
-        made = False
-        try:
-            for event in self._run(plan, cancel, on_step):
-                made = made or (event.kind == "clip" and event.shot_id == shot.id)
-                yield event
-        finally:
-            if not made and shot.seed == new_seed:
-                shot.seed = old_seed
-
-    def _run(self, next_index: Callable[[list[str]], int | None], cancel: CancelToken | None,
+    def _run(self, plan: RenderPlan, cancel: CancelToken | None,
              on_step: StepCallback | None) -> Iterator[ClipEvent | DoneEvent]:
         rendered: list[str] = []
-        job_size = max(1, len(self.pending()))
         while True:
-            index = next_index(rendered)
+            index = self.next_shot(plan, rendered)
             if index is None:
                 break
+            shot_id = self.project.shots[index].id
             try:
-                event = self.render_shot(index, cancel=cancel, on_step=on_step,
-                                         job_index=len(rendered), job_size=max(job_size, len(rendered) + 1))
+                event = self.render_shot(index, cancel=cancel, on_step=on_step, job_index=len(rendered),
+                                         job_size=max(plan.size, len(rendered) + 1), seed=plan.seeds.pop(shot_id, None))
             except Cancelled:
                 yield DoneEvent(rendered=rendered, cancelled=True)
                 return
@@ -544,13 +569,40 @@ class Director:
             yield event
         yield DoneEvent(rendered=rendered)
 
+    def adopt_take(self, shot_id: str, take_id: str) -> None:
+        """Select a complete take that another copy of this project wrote (a ZeroGPU worker
+        process): merged into this Director's project, so edits made meanwhile survive."""
+        shot = self.project.shots[self.project.shot_index(shot_id)]
+        take = self.store.take(shot_id, take_id)
+        if take_id not in shot.takes:
+            shot.takes.append(take_id)
+        shot.selected_take = take_id
+        shot.seed = take.seed
+        self.store.broken_takes.pop(take_id, None)
+        self.store.save()
+
     def render_shot(self, index: int, cancel: CancelToken | None = None, on_step: StepCallback | None = None,
-                    job_index: int = 0, job_size: int = 1) -> ClipEvent:
+                    job_index: int = 0, job_size: int = 1, seed: int | None = None) -> ClipEvent:
         """Render one clip for shot `index` with its current prompt and seed; select the new take.
 
+        seed: render with this seed instead of the shot's (a re-roll); it becomes the shot's
+        seed only together with the new take — if no take comes, the shot keeps its old seed.
         This is the unit of GPU work (one `@spaces.GPU` call on a Space). Raises Cancelled
         (leaving no take behind) if `cancel` is set between steps.
         """
+        shot = self.shot(index)
+        if seed is None:
+            return self._render_shot(index, cancel, on_step, job_index, job_size)
+        previous_seed, shot.seed = shot.seed, validate_seed(seed)
+        try:
+            return self._render_shot(index, cancel, on_step, job_index, job_size)
+        except BaseException:
+            if shot.seed == seed:
+                shot.seed = previous_seed
+            raise
+
+    def _render_shot(self, index: int, cancel: CancelToken | None, on_step: StepCallback | None,
+                     job_index: int, job_size: int) -> ClipEvent:
         shot = self.shot(index)
         engine = self.require_engine()
         self.check_ready([index])

@@ -11,7 +11,6 @@ seconds and take id.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections import OrderedDict

@@ -367,7 +367,8 @@ def test_gpu_unit_takes_and_returns_plain_data(studio, tmp_path, reference_image
     result = runtime.render_shot_on_gpu(str(session.project_dir), 0, session.director.project.shots[0].id,
                                         studio.engine.preset_id, copy)
     assert result["ok"] and pickle.loads(pickle.dumps(result)) == result
-    jobs.adopt_take(session.director, runtime.ClipEvent(**result["event"]))
+    event = runtime.ClipEvent(**result["event"])
+    session.director.adopt_take(event.shot_id, event.take_id)
     assert session.director.statuses()[0].status == "fresh"
     flag.set()
     with pytest.raises(Cancelled):
@@ -441,7 +442,8 @@ def test_gpu_call_in_a_forked_worker_keeps_the_parents_edits(tmp_path, reference
     worker.join(timeout=30)
     assert result["ok"], result
 
-    jobs.adopt_take(session.director, runtime.ClipEvent(**result["event"]))
+    event = runtime.ClipEvent(**result["event"])
+    session.director.adopt_take(event.shot_id, event.take_id)
     reopened = runtime.Director.open(session.project_dir, draft)
     assert reopened.project.shots[0].selected_take == result["event"]["take_id"]
     assert reopened.project.shots[1].prompt == "pan left, then tilt up"

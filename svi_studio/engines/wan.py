@@ -131,7 +131,7 @@ class WanEngine(Engine):
         except torch.OutOfMemoryError as error:
             raise OutOfMemory(
                 f"the GPU ran out of memory rendering {settings.width}x{settings.height}, {settings.num_frames} frames "
-                "({error}). Turn on model CPU offload (or group offload on 24 GB cards), or lower the resolution."
+                f"({str(error).splitlines()[0][:120]}). Turn on model CPU offload (or group offload on 24 GB cards), or lower the resolution."
             ) from None
         latents = latents.detach().float().cpu()
 

@@ -6,9 +6,11 @@ last one when the job ends (done or cancelled). The film preview is re-encoded i
 background thread while the next shot renders (it lags one shot behind during a
 job and is complete at its end), so neither the clip nor the GPU waits for it. The
 planning follows Director.render / Director.regenerate: shots are re-planned after
-every clip, so a shot made stale by the clip before it is rendered too. Each shot is
+every clip, so a shot made stale by the clip before it is rendered too — the planning
+is the Director's own (`plan_render`, `plan_regenerate`, `next_shot`). Each shot is
 rendered by `runtime.render_shot` (its own `@spaces.GPU` call on a Space); the new
-take is then adopted into the session's own Director, which never left this process.
+take is then adopted into the session's own Director (`Director.adopt_take`), which
+never left this process.
 """
 
 from __future__ import annotations
@@ -17,18 +19,16 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
-from ..director import ClipEvent, Director
+from ..director import ClipEvent, Director, RenderPlan
 from ..engines.base import Cancelled
-from ..project.model import ProjectError, random_seed
-from ..project.status import BROKEN, MISSING, STALE
+from ..project.model import ProjectError
 from . import runtime
 from .sessions import Session
 
 log = logging.getLogger(__name__)
 
-NEEDS_RENDER = (MISSING, STALE, BROKEN)
 MAX_RENDERS_PER_SHOT = 3  # a shot that stays stale after this many renders in one job stops the job
 
 
@@ -41,9 +41,6 @@ class JobUpdate:
     done: int
     total: int
     event: ClipEvent | None = None
-
-
-Planner = Callable[[list[str]], "int | None"]
 
 
 class PreviewWriter:
@@ -80,71 +77,24 @@ class PreviewWriter:
                 log.exception("could not write the film preview %s", self.path)
 
 
-def adopt_take(director: Director, event: ClipEvent) -> None:
-    """Make the take a GPU call wrote the selected take of its shot in `director`.
-
-    The GPU call saved the take with its own copy of the project (on ZeroGPU, in
-    another process); this Director may hold edits made meanwhile, so the take is
-    merged in rather than the project reloaded."""
-    index = director.project.shot_index(event.shot_id)
-    shot = director.project.shots[index]
-    take = director.store.take(shot.id, event.take_id)
-    if event.take_id not in shot.takes:
-        shot.takes.append(event.take_id)
-    shot.selected_take = event.take_id
-    shot.seed = take.seed
-    director.store.broken_takes.pop(event.take_id, None)
-    director.store.save()
-
-
 def render_all(session: Session, progress: Any = None) -> Iterator[JobUpdate]:
     """Render every missing, stale or broken shot in film order."""
-    director = session.director
     with session.lock:
-        pending = director.pending()
-        director.check_ready(pending)
-
-    def plan(rendered: list[str]) -> int | None:
-        return next(iter(director.pending()), None)
-
-    yield from _run(session, "render", plan, max(1, len(pending)), progress)
+        plan = session.director.plan_render()
+    yield from _run(session, "render", plan, progress)
 
 
 def regenerate(session: Session, index: int, cascade: bool = False, progress: Any = None) -> Iterator[JobUpdate]:
-    """A new take of shot `index` from the stored motion of the shot before it.
-
-    New seed unless the shot's seed is locked; it is saved with the new take, so a
-    cancelled or failed re-roll leaves the shot as it was (same seed, still fresh). With
-    `cascade`, the shots after it that become stale (or are missing) are rendered too."""
-    director = session.director
+    """A new take of shot `index` from the stored motion of the shot before it (see
+    Director.plan_regenerate: new seed unless locked, saved only with the new take)."""
     with session.lock:
-        shot = director.shot(index)
-        if index > 0 and director.project.shots[index - 1].selected_take is None:
-            raise ProjectError(f"shot {index} has no take yet; render it first (shot {index + 1} continues from it).")
-        director.check_ready([index])
-        new_seed = shot.seed if shot.seed_locked else random_seed()
-        later_ids = {s.id for s in director.project.shots[index + 1:]}
-        total = 1 + (sum(1 for i in range(index + 1, len(director.project.shots))) if cascade else 0)
-
-    def plan(rendered: list[str]) -> int | None:
-        if not rendered:
-            return director.project.shot_index(shot.id)
-        if not cascade:
-            return None
-        start = director.project.shot_index(shot.id) + 1
-        for later in range(start, len(director.project.shots)):
-            if director.project.shots[later].id in later_ids and director.shot_status(later)[0] in NEEDS_RENDER:
-                return later
-        return None
-
-    yield from _run(session, "regenerate", plan, total, progress, seeds={shot.id: new_seed})
+        plan = session.director.plan_regenerate(index, cascade=cascade)
+    yield from _run(session, "regenerate", plan, progress)
 
 
-def _run(session: Session, kind: str, plan: Planner, total: int, progress: Any,
-         seeds: dict[str, int] | None = None) -> Iterator[JobUpdate]:
-    """seeds: shot id → seed for that shot's next render in this job (a re-roll)."""
+def _run(session: Session, kind: str, plan: RenderPlan, progress: Any) -> Iterator[JobUpdate]:
     director = session.director
-    seeds = dict(seeds or {})
+    total = plan.size
     if session.job is not None:
         raise ProjectError(f"this project is already rendering ({session.job}); wait for it or cancel it.")
     session.job = kind
@@ -158,7 +108,7 @@ def _run(session: Session, kind: str, plan: Planner, total: int, progress: Any,
                 yield JobUpdate("cancelled", None, len(rendered), total)
                 return
             with session.lock:
-                index = plan(rendered)
+                index = director.next_shot(plan, rendered)
                 if index is None:
                     break
                 director.check_ready([index])
@@ -172,7 +122,7 @@ def _run(session: Session, kind: str, plan: Planner, total: int, progress: Any,
             try:
                 yield JobUpdate("start", index, len(rendered), total)
                 event = runtime.render_shot(director, index, session.cancel, progress, len(rendered), total,
-                                            seed=seeds.get(shot.id))
+                                            seed=plan.seeds.get(shot.id))
             except Cancelled:
                 preview.wait()
                 yield JobUpdate("cancelled", index, len(rendered), total)
@@ -180,8 +130,8 @@ def _run(session: Session, kind: str, plan: Planner, total: int, progress: Any,
             finally:
                 director.rendering.discard(shot.id)
             with session.lock:
-                adopt_take(director, event)
-            seeds.pop(event.shot_id, None)
+                director.adopt_take(event.shot_id, event.take_id)
+            plan.seeds.pop(event.shot_id, None)
             rendered.append(event.take_id)
             preview.request()
             yield JobUpdate("clip", director.project.shot_index(event.shot_id), len(rendered), total, event)

@@ -29,7 +29,7 @@ from ..engines import load_engine
 from ..engines.base import Cancelled, Engine, EngineError, OutOfMemory
 from ..project.model import ProjectError
 from ..project.store import PROJECT_FILE
-from ..settings import SettingsError, normalise_settings, validate_seed
+from ..settings import SettingsError, normalise_settings
 from .gpu import estimate_seconds
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,6 @@ def render_shot_on_gpu(project_dir: str, index: int, shot_id: str, engine_preset
     with kind one of "cancelled", "out_of_memory", "engine", "project", "settings".
     """
     director = None
-    previous_seed = None
     ok = False
     try:
         engine = engine_by_preset(engine_preset)
@@ -148,8 +147,6 @@ def render_shot_on_gpu(project_dir: str, index: int, shot_id: str, engine_preset
         shot = director.shot(index)
         if shot.id != shot_id:
             raise ProjectError("the shots changed while this job was queued; render again.")
-        if seed is not None:
-            previous_seed, shot.seed = shot.seed, validate_seed(seed)
 
         def on_step(event: StepEvent) -> None:
             if progress is None:
@@ -158,7 +155,8 @@ def render_shot_on_gpu(project_dir: str, index: int, shot_id: str, engine_preset
             progress(fraction, desc=f"Shot {index + 1} ({job_index + 1} of {job_size}) · "
                                     f"step {event.step}/{event.total_steps}")
 
-        event = director.render_shot(index, cancel=cancel, on_step=on_step, job_index=job_index, job_size=job_size)
+        event = director.render_shot(index, cancel=cancel, on_step=on_step, job_index=job_index, job_size=job_size,
+                                     seed=seed)
         _remember_saved(project_dir, director)
         ok = True
         return {"ok": True, "event": event.to_dict()}
@@ -175,9 +173,7 @@ def render_shot_on_gpu(project_dir: str, index: int, shot_id: str, engine_preset
     except ValueError as error:  # LoraError and other refusals with a message for the user
         return {"ok": False, "error": "engine", "message": str(error)}
     finally:
-        if not ok:  # nothing was saved: the cached copy must not keep an unsaved seed
-            if director is not None and previous_seed is not None:
-                director.project.shots[index].seed = previous_seed
+        if not ok:  # nothing was saved: drop the cached copy, the next call reopens the project
             _WORKER_DIRECTORS.pop(project_dir, None)
 
 
