@@ -11,6 +11,7 @@ Leftover `.partial-*` folders are incomplete by construction and are removed on 
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import json
 import logging
@@ -72,6 +73,14 @@ def storage_error(error: OSError, what: str, folder: Path) -> StorageError:
 
 
 def image_fingerprint(path: str | Path) -> str:
+    """sha256 (first 16 hex) of an image file; cached per (path, size, mtime), since status
+    asks for the reference's fingerprint once per shot on every refresh."""
+    stat = os.stat(path)
+    return _fingerprint_cached(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _fingerprint_cached(path: str, size: int, mtime_ns: int) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
