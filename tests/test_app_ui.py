@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 import httpx
+from gradio_raw import raw_call
 import pytest
 from PIL import Image
 
@@ -190,28 +191,6 @@ def test_two_sessions_see_only_their_own_project(server, reference_png):
     assert list(alice_folder.glob("exports/*.mp4")) and list(bob_folder.glob("exports/*.mp4"))
 
 
-def _raw_call(url: str, fn_index: int, data: list, session_hash: str) -> dict:
-    """Call an event the way a hand-made client would: POST queue/join, read queue/data."""
-    with httpx.Client(base_url=url, timeout=60) as http:
-        joined = http.post("gradio_api/queue/join", json={"data": data, "fn_index": fn_index, "session_hash": session_hash,
-                                                          "event_data": None, "trigger_id": None})
-        joined.raise_for_status()
-        with http.stream("GET", "gradio_api/queue/data", params={"session_hash": session_hash}) as stream:
-            for line in stream.iter_lines():
-                if line.startswith("data:"):
-                    message = json.loads(line[5:])
-                    if message.get("msg") == "process_completed":
-                        return message
-    raise AssertionError("no result")
-
-
-def _fn_index(demo, api_name: str) -> int:
-    for dependency in demo.get_config_file()["dependencies"]:
-        if dependency.get("api_name") == api_name:
-            return dependency["id"]
-    raise KeyError(api_name)
-
-
 def test_crafted_requests_cannot_reach_another_session(server, reference_png):
     url, demo = server
     victim = client_for(url)
@@ -221,13 +200,13 @@ def test_crafted_requests_cannot_reach_another_session(server, reference_png):
     reference_file = victim_folder / "project" / "reference.png"
 
     # 1. Sending the victim's token where the session state goes: State comes from the server, not the request.
-    message = _raw_call(url, _fn_index(demo, "status"), [victim_token], "attacker-session-1")
+    message = raw_call(url, demo, "status", [victim_token], "attacker-session-1")
     assert message["success"]
     status = message["output"]["data"][1]
     assert "victim's secret shot" not in json.dumps(status)
 
     # 2. A file input pointing at the victim's files is refused (only uploads are accepted).
-    message = _raw_call(url, _fn_index(demo, "set_reference"),
+    message = raw_call(url, demo, "set_reference",
                         [None, {"path": str(reference_file), "meta": {"_type": "gradio.FileData"}}], "attacker-session-2")
     assert not message["success"]
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import httpx
+from gradio_raw import raw_call
 import pytest
 
 gradio_client = pytest.importorskip("gradio_client")
@@ -175,23 +176,6 @@ def raw_get(url: str, path: str) -> tuple[int, bytes]:
         return response.status, response.read()
     finally:
         connection.close()
-
-
-def raw_call(url: str, demo, api_name: str, data: list, session_hash: str) -> dict:
-    fn_index = next(d["id"] for d in demo.get_config_file()["dependencies"] if d.get("api_name") == api_name)
-    with httpx.Client(base_url=url, timeout=60) as http_client:
-        joined = http_client.post("gradio_api/queue/join", json={"data": data, "fn_index": fn_index,
-                                                                 "session_hash": session_hash, "event_data": None,
-                                                                 "trigger_id": None})
-        if joined.status_code != 200:
-            return {"success": False, "http": joined.status_code, "output": joined.text}
-        with http_client.stream("GET", "gradio_api/queue/data", params={"session_hash": session_hash}) as stream:
-            for line in stream.iter_lines():
-                if line.startswith("data:"):
-                    message = json.loads(line[5:])
-                    if message.get("msg") == "process_completed":
-                        return message
-    raise AssertionError("no result")
 
 
 def test_file_urls_that_leave_the_data_folder_are_refused(server, outside, reference_png):
