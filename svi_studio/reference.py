@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import warnings
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -51,8 +52,10 @@ FORMAT_HINT = "Use a PNG, JPEG or WebP picture"
 
 # Everything Pillow raises for a file it cannot decode (SyntaxError: broken PNG chunks;
 # struct/zlib errors and EOFError: cut-off files; MemoryError: absurd headers).
+# What Pillow's decoders raise on damaged files. struct.error: a truncated GIF frame header
+# (found by the hypothesis test of cut files).
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, KeyError, MemoryError,
-                  RuntimeError, Image.DecompressionBombError, Image.DecompressionBombWarning)
+                  RuntimeError, struct.error, Image.DecompressionBombError, Image.DecompressionBombWarning)
 
 
 class ReferenceError(ProjectError):
