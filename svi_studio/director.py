@@ -30,7 +30,7 @@ from .engines.base import Anchor, Cancelled, CancelToken, Engine, OutOfMemory
 from .motion import MotionState
 from .project.model import SHOT_OVERRIDE_KEYS, Project, ProjectError, Shot, Take, random_seed
 from .project.status import BROKEN, FRESH, MISSING, RENDERING, STALE, recipe_fingerprint, stale_reason
-from .project.store import BrokenTake, ProjectStore, image_fingerprint
+from .project.store import BrokenTake, ProjectStore, image_fingerprint, to_jsonable
 from .reference import load_reference
 from .seams import seam_score
 from .settings import ClipSettings, SettingsError, fit_resolution, normalise_settings, validate_seed
@@ -656,7 +656,7 @@ class Director:
                 motion_out_fingerprint=clip.motion_out.fingerprint(), num_frames=int(clip.frames.shape[0]),
                 fps=settings.fps, width=int(clip.frames.shape[2]), height=int(clip.frames.shape[1]),
                 has_latents=clip.latents is not None, stitch_rule=rule.to_dict(), seam=seam,
-                info=_jsonable(clip.info),
+                info=to_jsonable(clip.info),
                 timings={"generate_s": round(generated - started, 3), "started_at": round(started_at, 3),
                          "finished_at": round(finished_at, 3)},
             )
@@ -825,8 +825,3 @@ def _check_setting_names(changes: dict[str, Any]) -> None:
         raise SettingsError(f"unknown setting {', '.join(repr(n) for n in unknown)}; "
                             f"the settings are: {', '.join(sorted(known))}.")
 
-
-def _jsonable(value: Any) -> Any:
-    import json
-
-    return json.loads(json.dumps(value, default=str))

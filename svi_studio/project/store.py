@@ -301,4 +301,5 @@ def _png_bytes(image: Image.Image) -> bytes:
 
 
 def to_jsonable(value: Any) -> Any:
+    """`value` as plain JSON types (what take.json can hold); unknown objects become strings."""
     return json.loads(json.dumps(value, default=str))
