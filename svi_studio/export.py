@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from .fsutil import atomic_write_json, fsync_dir
+from .fsutil import atomic_write_json, fsync_dir, remove_stale_temps
 from .project.model import ProjectError
 
 if TYPE_CHECKING:
@@ -127,6 +127,7 @@ def export_film(director: "Director", out_path: Path, audio: str | Path | None =
 
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out_path.parent, f".{out_path.stem}.*.tmp.mp4")  # left by an export that was killed
     fd, tmp = tempfile.mkstemp(prefix=f".{out_path.stem}.", suffix=".tmp.mp4", dir=out_path.parent)
     os.close(fd)
     try:

@@ -9,9 +9,34 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
+
+
+STALE_TEMP_SECONDS = 3600
+
+
+def remove_stale_temps(folder: str | os.PathLike, pattern: str, older_than_s: float = STALE_TEMP_SECONDS) -> list[Path]:
+    """Remove our own temporary files/folders (`pattern`, e.g. ".film.*.tmp.mp4") left in `folder`
+    by a process killed mid-write, once they are older than `older_than_s` (so a write still in
+    progress elsewhere is never touched). Returns what was removed."""
+    removed = []
+    cutoff = time.time() - older_than_s
+    for path in Path(folder).glob(pattern):
+        try:
+            if path.is_symlink() or path.lstat().st_mtime > cutoff:
+                continue
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            removed.append(path)
+        except OSError:
+            continue
+    return removed
 
 
 def fsync_dir(folder: str | os.PathLike) -> None:

@@ -301,3 +301,30 @@ def test_store_adopts_a_complete_take_written_before_a_crash(director):
     (director.root / "project.json").write_text(json.dumps(data))
     store = ProjectStore.load(director.root)
     assert store.project.shots[2].selected_take == shot.selected_take
+
+
+def test_leftovers_of_killed_exports_and_imports_are_swept_once_old(director, tmp_path):
+    """A SIGKILLed export or import leaves a hidden temp beside its target; the next run removes
+    it once it is an hour old, and never touches a fresh one (a write that may still be running)."""
+    import os
+    import time
+
+    list(director.render())
+    out = tmp_path / "film.mp4"
+    old_export, fresh_export = tmp_path / ".film.dead1.tmp.mp4", tmp_path / ".film.live2.tmp.mp4"
+    old_staging, fresh_staging = tmp_path / ".copy.unpack-dead", tmp_path / ".copy.unpack-live"
+    for path in (old_export, fresh_export):
+        path.write_bytes(b"half a film")
+    for path in (old_staging, fresh_staging):
+        path.mkdir()
+        (path / "project.json").write_text("{")
+    two_hours_ago = time.time() - 7200
+    for path in (old_export, old_staging):
+        os.utime(path, (two_hours_ago, two_hours_ago))
+
+    director.export(out)
+    unbundle_project(bundle_project(director.root, tmp_path / "film.zip"), tmp_path / "copy")
+
+    assert not old_export.exists() and not old_staging.exists()
+    assert fresh_export.exists() and fresh_staging.exists()
+    assert out.exists() and (tmp_path / "copy" / "project.json").exists()

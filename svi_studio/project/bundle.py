@@ -17,7 +17,7 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from ..fsutil import fsync_dir
+from ..fsutil import fsync_dir, remove_stale_temps
 from .model import ProjectError
 from .store import PARTIAL_PREFIX, PROJECT_FILE, ProjectStore, storage_error
 
@@ -108,6 +108,7 @@ def unbundle_project(zip_path: str | Path, target_dir: str | Path,
     with archive:
         files = check_entries(archive, max_unpacked)
         target.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(target.parent, f".{target.name}.unpack-*")  # left by an import that was killed
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.unpack-", dir=target.parent))
         try:
             written = 0
