@@ -10,6 +10,7 @@ Leftover `.partial-*` folders are incomplete by construction and are removed on 
 
 from __future__ import annotations
 
+import copy
 import errno
 import functools
 import hashlib
@@ -91,6 +92,7 @@ class ProjectStore:
         self.root = Path(root)
         self.project = project
         self.broken_takes: dict[str, str] = {}  # take id → why it is broken
+        self._takes: dict[tuple[str, str], tuple[tuple[int, int, int], Take]] = {}  # see take()
 
     # -- create / load / save ---------------------------------------------------------------
 
@@ -207,7 +209,21 @@ class ProjectStore:
         return self.root / "takes" / shot_id / take_id
 
     def take(self, shot_id: str, take_id: str) -> Take:
+        """The take's metadata (a copy). take.json is parsed once per version of the file:
+        status is derived from it for every shot on every refresh and after every clip."""
         path = self.take_dir(shot_id, take_id) / TAKE_FILE
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            raise BrokenTake(f"{path} is missing.") from None
+        version = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        cached = self._takes.get((shot_id, take_id))
+        if cached is None or cached[0] != version:
+            cached = (version, self._read_take(path, shot_id, take_id))
+            self._takes[(shot_id, take_id)] = cached
+        return copy.deepcopy(cached[1])
+
+    def _read_take(self, path: Path, shot_id: str, take_id: str) -> Take:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             take = Take.from_dict(data if isinstance(data, dict) else {})
