@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..settings import ClipSettings
+from .schedulers import SCHEDULERS
 
 PRESET_DIR = Path(__file__).resolve().parents[2] / "presets" / "models"
 OFFLOAD_POLICIES = ("none", "model", "group", "sequential")
@@ -82,6 +83,8 @@ def load_preset(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
     preset = ModelPreset(loras=loras, **{k: v for k, v in data.items() if not k.startswith("_")})
     if preset.svi_mode not in SVI_MODES:
         raise PresetError(f"{path.name}: svi_mode must be one of {SVI_MODES}.")
+    if preset.scheduler not in SCHEDULERS:
+        raise PresetError(f"{path.name}: scheduler must be one of {SCHEDULERS}.")
     if preset.offload not in OFFLOAD_POLICIES:
         raise PresetError(f"{path.name}: offload must be one of {OFFLOAD_POLICIES}.")
     return preset

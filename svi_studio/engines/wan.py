@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 import torch
-from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
+from diffusers import FlowMatchEulerDiscreteScheduler
 from PIL import Image
 
 from ..motion import LATENT_TAIL, PIXEL_TAIL, MotionState
@@ -19,7 +19,8 @@ from ..stitching import StitchRule, pixel_rule, svi_pro_rule
 from .base import Anchor, Cancelled, CancelToken, Clip, Engine, EngineError, OutOfMemory, StepCallback, resize_to_fill
 from .loras import LoraSpec, LoraStack
 from .presets import ModelPreset, load_preset, resolve_lora_file
-from .svi_pipeline import LATENT_MODE, PIXEL_MODE, SVICondition, SVIWanImageToVideoPipeline, WanFlowMatchEulerScheduler
+from .schedulers import make_scheduler
+from .svi_pipeline import LATENT_MODE, PIXEL_MODE, SVICondition, SVIWanImageToVideoPipeline
 
 MAX_MOTION_LATENTS = 3  # the motion state keeps the last 3 latent frames; a clip uses the last m
 MOTION_FRAMES = {"film": 5, "shot": 1}  # pixel-mode N per SVI mode
@@ -199,17 +200,6 @@ class WanEngine(Engine):
 # -- loading ----------------------------------------------------------------------------------
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
-
-
-def make_scheduler(kind: str, config, flow_shift: float):
-    """The sampler a preset names, from a scheduler config, with Wan's step spacing.
-
-    "euler": `WanFlowMatchEulerScheduler` (4 steps at shift 5 → timesteps 1000, 937.5, 833.3, 625).
-    "unipc": UniPC in flow mode (4 steps at shift 5 → 999, 937, 833, 625).
-    """
-    if kind == "euler":
-        return WanFlowMatchEulerScheduler.from_config(config, shift=flow_shift)
-    return UniPCMultistepScheduler.from_config(config, flow_shift=flow_shift)
 
 
 def load_pipeline(preset: ModelPreset, device: str | None = None) -> SVIWanImageToVideoPipeline:
