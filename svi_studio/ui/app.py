@@ -91,7 +91,7 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
                     c["guidance"] = gr.Slider(0, 10, value=blank["guidance"], step=0.5, label="Guidance",
                                               elem_id="setting-guidance")
                     c["motion"] = gr.Radio(views.MOTION_CHOICES, value=blank["motion"], elem_id="setting-motion",
-                                           label="Motion frames carried into the next shot")
+                                           label="Motion frames carried into the next shot (upstream SVI shows 4; 8 and 12 are experimental)")
                     with gr.Row():
                         c["width"] = gr.Number(blank["width"], label="Width", precision=0, step=16,
                                                elem_id="setting-width", min_width=90)
