@@ -328,6 +328,9 @@ def plan_lora(transformer: torch.nn.Module, state_dict: dict[str, torch.Tensor],
             if not isinstance(parameter, torch.nn.Parameter):
                 plan.unused[key] = f"the layer has no {parameter_name}"
                 continue
+            if type(parameter.data) is not torch.Tensor:  # a torchao-quantized weight (engines/speed.py)
+                raise LoraError(f"{label}: {key} adds a full weight delta to {module_name}, whose weights are quantized; "
+                                "deltas cannot be added to packed weights. Load this LoRA without quantization.")
             if tuple(delta.shape) != tuple(parameter.shape):
                 raise LoraError(f"{label}: {key} has shape {tuple(delta.shape)}, {module_name or 'the model'}."
                                 f"{parameter_name} is {tuple(parameter.shape)}. This LoRA was made for a different model size.")
