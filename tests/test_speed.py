@@ -207,3 +207,27 @@ def test_every_switch_is_documented():
     assert set(SWITCHES) == {"attention", "compile", "cache", "quantize", "vae_tiling", "fuse_loras"}
     assert all(values and len(effect) > 40 for values, effect in SWITCHES.values())
     assert parse_cache("fbc") == ("fbc", None) and parse_cache("taylorseer:4") == ("taylorseer", 4)
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+
+def test_cli_speed_flags(tmp_path, reference_image, capsys):
+    import json
+
+    from svi_studio.cli import main
+
+    reference = tmp_path / "ref.png"
+    reference_image.save(reference)
+    base = ["render", "--reference", str(reference), "--prompt", "waves", "--engine", "tiny-film",
+            "--set", "steps=2", "--set", "num_frames=9", "--json"]
+    assert main(base + ["--project-dir", str(tmp_path / "p"), "--cache", "fbc:0.05", "--vae-tiling"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    engine = next(line["engine"] for line in lines if "engine" in line)
+    assert engine["speed"]["cache"] == "fbc:0.05" and engine["speed"]["vae_tiling"] is True
+    if not torch.cuda.is_available():
+        assert main(base + ["--project-dir", str(tmp_path / "q"), "--quantize", "fp8"]) == 1
+        assert "compute capability 8.9" in json.loads(capsys.readouterr().out.splitlines()[-1])["error"]
+    draft = ["render", "--reference", str(reference), "--prompt", "waves", "--engine", "draft", "--cache", "fbc"]
+    assert main(draft + ["--project-dir", str(tmp_path / "d")]) == 1
+    assert "wan engines only" in capsys.readouterr().err
