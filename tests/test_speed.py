@@ -231,3 +231,25 @@ def test_cli_speed_flags(tmp_path, reference_image, capsys):
     draft = ["render", "--reference", str(reference), "--prompt", "waves", "--engine", "draft", "--cache", "fbc"]
     assert main(draft + ["--project-dir", str(tmp_path / "d")]) == 1
     assert "wan engines only" in capsys.readouterr().err
+
+
+# -- the app's Speed panel ------------------------------------------------------------------------
+
+
+def test_speed_panel_shows_each_switch_state_and_effect():
+    import gradio as gr
+
+    from svi_studio.ui.speed_panel import speed_panel, speed_table
+
+    engine = load_engine("tiny-film", speed={"cache": "fbc:0.05", "vae_tiling": True})
+    table = speed_table(engine)
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines()[2:]}
+    assert set(rows) == set(SWITCHES)
+    assert "**fbc:0.05**" in rows["cache"] and "**on**" in rows["vae_tiling"] and "**off**" in rows["quantize"]
+    assert "**native**" in rows["attention"] and "--quantize int8|fp8" in rows["quantize"]
+    with gr.Blocks() as wan_app:
+        speed_panel(engine)
+    with gr.Blocks() as draft_app:
+        speed_panel(load_engine("draft"))
+    ids = lambda app: {getattr(block, "elem_id", None) for block in app.blocks.values()}  # noqa: E731
+    assert "speed-table" in ids(wan_app) and "speed-table" not in ids(draft_app)

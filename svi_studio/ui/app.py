@@ -28,6 +28,7 @@ import gradio as gr
 from ..engines import default_engine_name
 from . import jobs, runtime, views
 from .presenter import CARD_FIELDS, card_key
+from .speed_panel import speed_panel
 from .studio import Studio
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,7 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
                         lora_upload = None
                         gr.Markdown("LoRAs are unavailable on the draft engine (it does not run a diffusion model).",
                                     elem_id="lora-unavailable")
+                speed_panel(engine)  # wan engines only
                 with gr.Accordion("Examples", open=True, elem_id="examples"):
                     example_buttons = []
                     if studio.presets:
