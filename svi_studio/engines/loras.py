@@ -408,7 +408,7 @@ class LoraStack:
         used = set().union(*(plan.used for _, plan in plans))
         if not used:
             raise LoraError(
-                f"{label}: no key of this LoRA applies to this Wan transformer, so it would change nothing. "
+                f"{label}: no key of this LoRA names a Wan transformer module of this model, so it would change nothing. "
                 f"Is it a LoRA for another model? {sample_keys(state_dict)}"
             )
         unused = {key: reason for _, plan in plans for key, reason in plan.unused.items() if key not in used}
