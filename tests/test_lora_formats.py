@@ -314,3 +314,18 @@ def test_valid_file_whose_header_length_looks_like_pickle_or_zip_loads(tmp_path,
     engine = load_engine("tiny")
     engine.loras.add(LoraSpec(name="ok", path=str(path)))
     assert engine.loras.applied["ok"] == 2
+
+
+def test_diffusers_lora_bias_is_a_bias_delta(tmp_path):
+    """diffusers saves PEFT `lora_bias` as `…lora_B.bias`: output += weight · (B·A·x + b), i.e. bias += weight · b."""
+    engine = load_engine("tiny-film")
+    transformer = engine.pipe.transformer
+    before = snapshot(transformer)
+    mats = pairs(seed=8, modules=[m for m in linears(i2v=True) if m[0].startswith("blocks.1.")])
+    sd = write_pairs("diffusers", mats)
+    biases = {d: torch.randn(n) * 0.1 for _, d, _, n in linears(i2v=True) if d.startswith("blocks.1.")}
+    sd.update({f"transformer.{d}.lora_B.bias": b for d, b in biases.items()})
+    assert engine.loras.add(LoraSpec(name="b", path=write(tmp_path, "bias.safetensors", sd), weight=0.5)) is None
+    for module, bias in biases.items():
+        torch.testing.assert_close(effective(transformer, module, "bias"), before[f"{module}.bias"] + 0.5 * bias)
+    assert_pairs_fused_or_active(engine, transformer, before, {k: (a, 0.5 * b) for k, (a, b) in mats.items()})
