@@ -1,6 +1,8 @@
 """One full-size SVI Film clip on a GPU: a Wan2.1-I2V-14B-shaped transformer with random bf16 weights.
 
     python bench/gpu_clip.py              # CUDA: 81 frames at 832x480, 4 steps, guidance 1
+    python bench/gpu_clip.py --matrix     # the same clip once per speed-switch combination (baseline,
+                                          # cache, compile, fp8, all): s/clip, s/step, peak memory, ratio
     python bench/gpu_clip.py --tiny       # the same code path with tiny components on the CPU
                                           # (also what runs when there is no CUDA device)
 
@@ -169,9 +171,108 @@ def random_lora(pipe, rank: int, folder: str) -> str:
     return path
 
 
+# --matrix: one row per switch combination, measured in this one process (see engines/speed.py).
+# fp8 quantizes the weights in place and cannot be undone, so its rows come last.
+MATRIX = (
+    ("baseline", {}),
+    ("cache", {"cache": "fbc:0.05"}),
+    ("compile", {"compile": "inductor"}),
+    ("fp8", {"quantize": "fp8"}),
+    ("all", {"quantize": "fp8", "compile": "inductor", "cache": "fbc:0.05"}),
+)
+
+
+def skip_reason(options: dict, cuda: bool) -> str | None:
+    """Why a combination does not run here (None: it runs)."""
+    if options.get("quantize") == "fp8":
+        if not cuda:
+            return "fp8 weight-only needs a CUDA GPU with compute capability 8.9+"
+        if torch.cuda.get_device_capability() < (8, 9):
+            return f"fp8 weight-only needs compute capability 8.9+, this GPU has {torch.cuda.get_device_capability()}"
+    if options.get("compile") and not cuda:
+        return "inductor compile of the blocks on the CPU says nothing about the GPU and takes minutes"
+    return None
+
+
+def switch_on(engine, options: dict, steps: int) -> None:
+    """Turn the combination's switches on for the engine's pipeline (quantization stays once done)."""
+    from svi_studio.engines import speed
+
+    pipe = engine.pipe
+    if options.get("quantize") and not getattr(pipe, "_bench_quantized", False):
+        speed.quantize_transformers(pipe, options["quantize"])
+        pipe._bench_quantized = True
+    switches = speed.SpeedOptions.from_dict({k: v for k, v in options.items() if k != "quantize"})
+    if switches.cache:
+        speed.enable_cache(pipe, switches, steps)
+    if switches.compile:
+        speed.compile_blocks(pipe, switches.compile, fullgraph=switches.cache is None)
+    engine.speed = speed.Speed(pipe, switches, steps if switches.cache else None)
+
+
+def switch_off(engine) -> None:
+    """Undo cache and compile (not quantization) so the next combination starts from the plain model."""
+    for transformer in (engine.pipe.transformer, getattr(engine.pipe, "transformer_2", None)):
+        if transformer is None:
+            continue
+        if transformer.is_cache_enabled:
+            transformer.disable_cache()
+        for block in transformer.blocks:
+            block._compiled_call_impl = None
+    torch._dynamo.reset()
+    engine.speed = None
+
+
+def measure(engine, anchor, settings, prompt: str, clips: int, warmup_steps: int, timer, cuda: bool) -> dict:
+    """Warm up, then render `clips` clips in a chain: per-clip region times, s/clip median, s/step, peak memory."""
+    if warmup_steps:
+        engine.generate_clip(anchor, None, prompt, "", 0, replace(settings, steps=warmup_steps))
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    runs, motion, clip = [], None, None
+    for index in range(clips):
+        timer.reset()
+        start = time.perf_counter()
+        with timer.region("generate"):
+            clip = engine.generate_clip(anchor, motion, prompt, "", index + 1, settings)
+        total = time.perf_counter() - start
+        runs.append({**{("other" if k == "generate" else k): v for k, v in timer.totals.items()}, "total": total})
+        motion = clip.motion_out
+    transformer_s = statistics.fmean(run.get("transformer", 0.0) for run in runs)
+    if cuda:
+        peak = (f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB allocated, "
+                f"{torch.cuda.max_memory_reserved() / 2**30:.2f} GiB reserved")
+        peak_gib = torch.cuda.max_memory_allocated() / 2**30
+    else:
+        import resource
+
+        peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        peak = f"n/a on CPU (process peak RSS {peak_gib:.2f} GiB)"
+    return {"runs": runs, "clip": clip, "s_clip": statistics.median(run["total"] for run in runs),
+            "s_step": transformer_s / settings.steps, "peak": peak, "peak_gib": peak_gib}
+
+
+def matrix_table(rows: list[tuple[str, dict | str]], device: str) -> str:
+    """One line per combination: s/clip, s/step, peak memory and the time ratio to the baseline row."""
+    base = next((r for name, r in rows if name == "baseline" and isinstance(r, dict)), None)
+    memory = "peak GiB" if device == "cuda" else "peak RSS GiB"
+    lines = [f"{'combination':<12}{'s/clip':>10}{'s/step':>10}{memory:>14}{'time vs baseline':>18}"]
+    for name, result in rows:
+        if isinstance(result, str):
+            lines.append(f"{name:<12}  skipped: {result}")
+            continue
+        ratio = result["s_clip"] / base["s_clip"] if base else float("nan")
+        lines.append(f"{name:<12}{result['s_clip']:>10.3f}{result['s_step']:>10.3f}{result['peak_gib']:>14.2f}"
+                     f"{ratio:>17.2f}x")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="tiny components on the CPU (automatic without CUDA)")
+    parser.add_argument("--matrix", action="store_true",
+                        help="one row per speed-switch combination (" + ", ".join(name for name, _ in MATRIX) + ")")
     parser.add_argument("--frames", type=int, default=81)
     parser.add_argument("--width", type=int, default=None, help="default 832 (tiny: 112)")
     parser.add_argument("--height", type=int, default=None, help="default 480 (tiny: 64)")
@@ -221,43 +322,45 @@ def main(argv: list[str] | None = None) -> None:
                                           np.full_like(x, 96)], axis=-1).astype(np.uint8))
     anchor = engine.encode_anchor(reference, settings)
     prompt = "a lighthouse keeper climbs the spiral stairs at dusk"
-    if warmup_steps:
-        engine.generate_clip(anchor, None, prompt, "", 0, replace(settings, steps=warmup_steps))
-
     timer = RegionTimer(sync)
     instrument(engine, timer)
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-    runs, motion = [], None
-    for index in range(clips):
-        timer.reset()
-        start = time.perf_counter()
-        with timer.region("generate"):
-            clip = engine.generate_clip(anchor, motion, prompt, "", index + 1, settings)
-        total = time.perf_counter() - start
-        runs.append({**{("other" if k == "generate" else k): v for k, v in timer.totals.items()}, "total": total})
-        motion = clip.motion_out
+    header = (f"gpu_clip bench on {torch.cuda.get_device_name() if cuda else 'CPU (tiny)'}: SVI Film clip, "
+              f"{settings.num_frames} frames at {settings.width}x{settings.height}, {settings.steps} steps, guidance "
+              f"{settings.guidance}, {clips} measured clip(s), warm-up {warmup_steps} step(s)"
+              + (f", random rank-{args.lora_rank} LoRA" if args.lora_rank else ""))
+    params = sum(p.numel() for p in pipe.transformer.parameters())
 
-    totals = [run["total"] for run in runs]
-    transformer_s = statistics.fmean(run.get("transformer", 0.0) for run in runs)
-    print(f"gpu_clip bench on {torch.cuda.get_device_name() if cuda else 'CPU (tiny)'}: SVI Film clip, "
-          f"{settings.num_frames} frames at {settings.width}x{settings.height}, {settings.steps} steps, guidance "
-          f"{settings.guidance}, {clips} measured clip(s), warm-up {warmup_steps} step(s)"
-          + (f", random rank-{args.lora_rank} LoRA" if args.lora_rank else ""))
+    if args.matrix:
+        rows: list[tuple[str, dict | str]] = []
+        for name, options in MATRIX:
+            reason = skip_reason(options, cuda)
+            if reason:
+                rows.append((name, reason))
+                print(f"{name}: skipped ({reason})", flush=True)
+                continue
+            switch_on(engine, options, settings.steps)
+            try:
+                result = measure(engine, anchor, settings, prompt, clips, warmup_steps, timer, cuda)
+            finally:
+                switch_off(engine)
+            rows.append((name, result))
+            print(f"{name}: {result['s_clip']:.3f} s/clip, {result['s_step']:.3f} s/step, peak {result['peak']}",
+                  flush=True)
+        print(header + ", speed-switch matrix")
+        print(f"components: {described}")
+        print(f"build: {build_s:.1f} s, transformer parameters: {params:,}")
+        print(matrix_table(rows, device))
+        return
+
+    result = measure(engine, anchor, settings, prompt, clips, warmup_steps, timer, cuda)
+    print(header)
     print(f"components: {described}")
-    print(f"build: {build_s:.1f} s, transformer parameters: "
-          f"{sum(p.numel() for p in pipe.transformer.parameters()):,}")
-    print(f"frames out: {tuple(clip.frames.shape)}, latents: {tuple(clip.latents.shape)}")
-    print(f"seconds per clip: {statistics.median(totals):.3f}")
-    print(f"seconds per step: {transformer_s / settings.steps:.3f}")
-    if cuda:
-        print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB allocated, "
-              f"{torch.cuda.max_memory_reserved() / 2**30:.2f} GiB reserved")
-    else:
-        import resource
-
-        print(f"peak GPU memory: n/a on CPU (process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB)")
-    print(table(runs, settings.steps))
+    print(f"build: {build_s:.1f} s, transformer parameters: {params:,}")
+    print(f"frames out: {tuple(result['clip'].frames.shape)}, latents: {tuple(result['clip'].latents.shape)}")
+    print(f"seconds per clip: {result['s_clip']:.3f}")
+    print(f"seconds per step: {result['s_step']:.3f}")
+    print(f"peak GPU memory: {result['peak']}")
+    print(table(result["runs"], settings.steps))
 
 
 if __name__ == "__main__":

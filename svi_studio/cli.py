@@ -40,12 +40,39 @@ def _print(args, payload: dict[str, Any], text: str) -> None:
         print(text, flush=True)
 
 
-def _engine(name: str | None, project_dir: Path | None = None):
+def _engine(name: str | None, project_dir: Path | None = None, speed: dict[str, Any] | None = None):
     from .engines import default_engine_name, load_engine
 
     if name is None and project_dir is not None and (project_dir / "project.json").is_file():
         name = json.loads((project_dir / "project.json").read_text(encoding="utf-8")).get("engine")
-    return load_engine(name or default_engine_name())
+    name = name or default_engine_name()
+    if not speed:
+        return load_engine(name)
+    if name == "draft":
+        raise SettingsError("speed switches (--attention, --compile, --cache, --quantize, --vae-tiling, --fuse-loras) "
+                            "apply to the wan engines only, not the draft engine.")
+    return load_engine(name, speed=speed)
+
+
+def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
+    """The speed switches of engines/speed.py as flags; each is off (or the preset's) unless given."""
+    from .engines.speed import SWITCHES
+
+    group = parser.add_argument_group("speed switches (wan engines; default: the preset's, else off)")
+    group.add_argument("--attention", metavar="BACKEND", help=f"{SWITCHES['attention'][0]}. {SWITCHES['attention'][1]}")
+    group.add_argument("--compile", nargs="?", const="inductor", metavar="BACKEND",
+                       help=f"regional torch.compile (default backend inductor; 'off' to turn a preset's off). {SWITCHES['compile'][1]}")
+    group.add_argument("--cache", metavar="SPEC", help=f"{SWITCHES['cache'][0]}. {SWITCHES['cache'][1]}")
+    group.add_argument("--quantize", metavar="KIND", help=f"{SWITCHES['quantize'][0]}. {SWITCHES['quantize'][1]}")
+    group.add_argument("--vae-tiling", action=argparse.BooleanOptionalAction, default=None, help=SWITCHES["vae_tiling"][1])
+    group.add_argument("--fuse-loras", action=argparse.BooleanOptionalAction, default=None, help=SWITCHES["fuse_loras"][1])
+
+
+def speed_overrides(args) -> dict[str, Any]:
+    """The speed flags given on the command line (absent flags leave the preset's choice)."""
+    flags = {"attention": args.attention, "compile": args.compile, "cache": args.cache, "quantize": args.quantize,
+             "vae_tiling": args.vae_tiling, "fuse_loras": args.fuse_loras}
+    return {name: value for name, value in flags.items() if value is not None}
 
 
 def _label(engine) -> str:
@@ -99,12 +126,12 @@ def cmd_render(args) -> int:
     source = Path(args.source) if args.source else None
     changes = parse_set(args.set)
     if source is not None and source.is_dir() and (source / "project.json").is_file():
-        engine = _engine(args.engine, source)
+        engine = _engine(args.engine, source, speed_overrides(args))
         director = Director.open(source, engine)
         if changes:
             director.notices.extend(director.update_settings(**changes))
     else:
-        engine = _engine(args.engine)
+        engine = _engine(args.engine, speed=speed_overrides(args))
         project_dir = Path(args.project_dir) if args.project_dir else Path(tempfile.mkdtemp(prefix="svi-project-"))
         if source is not None:
             director = Director.from_spec(source, project_dir, engine, settings=changes or None)
@@ -137,7 +164,7 @@ def cmd_render(args) -> int:
 def cmd_regen(args) -> int:
     from .director import Director
 
-    director = Director.open(Path(args.project), _engine(args.engine, Path(args.project)))
+    director = Director.open(Path(args.project), _engine(args.engine, Path(args.project), speed_overrides(args)))
     cancel = threading.Event()
     try:
         _run_events(args, director.regenerate(args.shot - 1, seed=args.seed, prompt=args.prompt, cascade=args.cascade,
@@ -219,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--out", help="export the film to this mp4 when done")
     render.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="a setting (repeat): steps=4, num_frames=21, guidance=3.5, width=832, num_motion_latents=2, …")
+    add_speed_arguments(render)
     render.set_defaults(func=cmd_render)
 
     regen = sub.add_parser("regen", parents=[common], help="a new take of one shot from its stored upstream motion")
@@ -228,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     regen.add_argument("--prompt")
     regen.add_argument("--cascade", action="store_true", help="also re-render the shots after it")
     regen.add_argument("--engine")
+    add_speed_arguments(regen)
     regen.set_defaults(func=cmd_regen)
 
     status = sub.add_parser("status", parents=[common], help="per-shot status")

@@ -123,7 +123,8 @@ def normalise_settings(raw: ClipSettings | dict[str, Any]) -> tuple[ClipSettings
 
     Rounded with a notice: width/height to a multiple of 16, num_frames to 4k+1,
     fractional step counts, motion latents into {1, 2, 3}.
-    Refused: non-numbers, steps < 1, values outside LIMITS.
+    Refused: non-numbers, steps < 1, values outside LIMITS, and guidance <= 1 with guidance_2 > 1
+    (diffusers' Wan pipeline would drop classifier-free guidance for the low-noise expert too).
     """
     data = raw.to_dict() if isinstance(raw, ClipSettings) else dict(raw)
     defaults = ClipSettings()
@@ -163,6 +164,13 @@ def normalise_settings(raw: ClipSettings | dict[str, Any]) -> tuple[ClipSettings
         if not low <= number <= high:
             raise SettingsError(f"{name} must be between {low} and {high}, got {value!r}.")
         out[name] = number
+    if out["guidance_2"] is not None and out["guidance"] <= 1.0 < out["guidance_2"]:
+        # diffusers' Wan pipeline runs classifier-free guidance only when guidance > 1, for both experts.
+        raise SettingsError(
+            f"guidance {out['guidance']:g} turns classifier-free guidance off for both experts, so the low-noise "
+            f"expert's guidance_2 {out['guidance_2']:g} would be silently ignored. Set guidance above 1 as well "
+            "(e.g. 1.5 with a Lightning LoRA), or set guidance_2 to 1 or leave it empty (same as guidance)."
+        )
     return ClipSettings(**out), notices
 
 

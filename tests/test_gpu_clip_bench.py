@@ -54,6 +54,30 @@ def test_tiny_run_prints_seconds_per_clip_step_and_memory():
         assert re.search(rf"^{row}\s+\d+\.\d+\s+\d+\.\d%$", out, re.M), f"no {row} row:\n{out}"
 
 
+def test_tiny_matrix_prints_one_row_per_switch_combination():
+    """--matrix: every combination measured in one run; on the CPU compile and fp8 are skipped with the reason."""
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--tiny", "--matrix", "--frames", "9", "--clips", "1", "--warmup-steps", "0"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    out = result.stdout
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "speed-switch matrix" in out and "9 frames at 112x64, 4 steps" in out
+    table = out[out.index("combination"):]
+    measured = {}
+    for name in ("baseline", "cache"):
+        match = re.search(rf"^{name}\s+(\d+\.\d+)\s+(\d+\.\d+)\s+(\d+\.\d+)\s+(\d+\.\d+)x$", table, re.M)
+        assert match, f"no measured {name} row:\n{table}"
+        measured[name] = [float(group) for group in match.groups()]
+        assert all(value > 0 for value in measured[name])
+    assert measured["baseline"][3] == 1.0
+    assert abs(measured["cache"][3] - measured["cache"][0] / measured["baseline"][0]) < 0.01
+    assert re.search(r"^compile\s+skipped: .*CPU", table, re.M), table
+    for name in ("fp8", "all"):
+        assert re.search(rf"^{name}\s+skipped: fp8 weight-only needs a CUDA GPU", table, re.M), table
+
+
 def test_materialise_matches_a_normally_built_transformer(gpu_clip):
     """Meta build + materialise: final dtypes, fp32 where diffusers keeps it, real rope tables, finite output."""
     from svi_studio.engines.tiny import tiny_transformer

@@ -51,7 +51,7 @@ def test_motion_latents_land_in_1_2_3_with_a_notice(m, expected):
 def test_defaults_pass_without_notices_and_roundtrip():
     settings, notices = normalise_settings(ClipSettings())
     assert settings == ClipSettings() and notices == []
-    custom = ClipSettings(steps=4, guidance=1.0, guidance_2=1.5, lora_weights=(("a", 0.5), ("b", 1.0)))
+    custom = ClipSettings(steps=4, guidance=1.5, guidance_2=1.0, lora_weights=(("a", 0.5), ("b", 1.0)))
     again, notices = normalise_settings(custom.to_dict())
     assert again == custom and notices == []
     assert ClipSettings.from_dict(custom.to_dict()) == custom
@@ -69,6 +69,19 @@ def test_unusable_values_are_refused(bad):
     with pytest.raises(SettingsError) as info:
         normalise_settings(bad)
     assert str(info.value)  # says what was wrong
+
+
+@pytest.mark.parametrize("guidance, guidance_2", [(1.0, 1.5), (0.0, 5.0), (1, 1.01)])
+def test_guidance_off_with_guidance_2_on_is_refused(guidance, guidance_2):
+    """diffusers' Wan I2V pipeline turns CFG on only when guidance > 1, so guidance_2 would be dropped silently."""
+    with pytest.raises(SettingsError, match=r"guidance_2 .* would be silently ignored.*guidance above 1"):
+        normalise_settings({"guidance": guidance, "guidance_2": guidance_2})
+
+
+@pytest.mark.parametrize("guidance, guidance_2", [(1.0, None), (1.0, 1.0), (1.0, 0.5), (1.5, 1.0), (5.0, 5.0), (1.01, 4.0)])
+def test_guidance_pairs_that_mean_what_they_say_pass(guidance, guidance_2):
+    settings, _ = normalise_settings({"guidance": guidance, "guidance_2": guidance_2})
+    assert (settings.guidance, settings.guidance_2) == (guidance, guidance_2)
 
 
 def test_guidance_edges_and_numeric_strings():

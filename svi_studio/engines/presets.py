@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ..settings import ClipSettings
+from .schedulers import SCHEDULERS
+from .speed import SpeedError, SpeedOptions
 
 PRESET_DIR = Path(__file__).resolve().parents[2] / "presets" / "models"
 OFFLOAD_POLICIES = ("none", "model", "group", "sequential")
@@ -50,6 +52,7 @@ class ModelPreset:
     max_area: int = 480 * 832
     loras: tuple[LoraSource, ...] = ()
     settings: dict[str, Any] = field(default_factory=dict)
+    speed: dict[str, Any] = field(default_factory=dict)  # speed switches on by default (engines/speed.py)
     notes: str = ""
 
     def default_settings(self) -> ClipSettings:
@@ -82,8 +85,14 @@ def load_preset(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
     preset = ModelPreset(loras=loras, **{k: v for k, v in data.items() if not k.startswith("_")})
     if preset.svi_mode not in SVI_MODES:
         raise PresetError(f"{path.name}: svi_mode must be one of {SVI_MODES}.")
+    if preset.scheduler not in SCHEDULERS:
+        raise PresetError(f"{path.name}: scheduler must be one of {SCHEDULERS}.")
     if preset.offload not in OFFLOAD_POLICIES:
         raise PresetError(f"{path.name}: offload must be one of {OFFLOAD_POLICIES}.")
+    try:
+        SpeedOptions.from_dict(preset.speed)
+    except (SpeedError, TypeError) as error:
+        raise PresetError(f"{path.name}: speed: {error}") from None
     return preset
 
 

@@ -25,10 +25,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
-from diffusers import FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline
+from diffusers import WanImageToVideoPipeline
 from diffusers.utils.torch_utils import get_module_execution_device, randn_tensor
+
+from .schedulers import WanFlowMatchEulerScheduler  # noqa: F401  (its home was here)
 
 LATENT_MODE = "latent"
 PIXEL_MODE = "pixel"
@@ -43,23 +44,6 @@ class SVICondition:
     motion_latents: torch.Tensor | None = None
     motion_frames: torch.Tensor | None = None
     padding_frame: torch.Tensor | None = None  # (3, H, W) in [-1, 1]; None pads with zeros
-
-
-class WanFlowMatchEulerScheduler(FlowMatchEulerDiscreteScheduler):
-    """Flow-match Euler with Wan's step spacing: n steps use sigmas linspace(1, 0, n + 1)[:-1], then the shift.
-
-    That is how the Wan authors and lightx2v sample; with shift 5 and 4 steps it gives timesteps
-    1000, 937.5, 833.3, 625 — the schedule 4-step distill LoRAs are trained for. diffusers' own
-    FlowMatchEulerDiscreteScheduler spaces timesteps between the shifted sigma_max and sigma_min
-    instead (1000, 909.7, 717.3, 24.4 for 4 steps), which wrecks a 4-step distill.
-    Explicit `sigmas` or `timesteps` pass through unchanged.
-    """
-
-    def set_timesteps(self, num_inference_steps=None, device=None, sigmas=None, mu=None, timesteps=None):
-        if sigmas is None and timesteps is None and num_inference_steps:
-            sigmas = np.linspace(1.0, 0.0, num_inference_steps + 1)[:-1].tolist()
-        super().set_timesteps(num_inference_steps=num_inference_steps, device=device, sigmas=sigmas, mu=mu,
-                              timesteps=timesteps)
 
 
 class SVIWanImageToVideoPipeline(WanImageToVideoPipeline):

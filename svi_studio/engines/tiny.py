@@ -19,7 +19,8 @@ from transformers import (
     UMT5EncoderModel,
 )
 
-from .svi_pipeline import SVIWanImageToVideoPipeline, WanFlowMatchEulerScheduler
+from .schedulers import WanFlowMatchEulerScheduler
+from .svi_pipeline import SVIWanImageToVideoPipeline
 
 try:  # transformers >= 5 names the torchvision-free processor explicitly
     from transformers import CLIPImageProcessorPil as CLIPImageProcessor

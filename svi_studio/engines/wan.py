@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 import torch
-from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
+from diffusers import FlowMatchEulerDiscreteScheduler
 from PIL import Image
 
 from ..motion import LATENT_TAIL, PIXEL_TAIL, MotionState
@@ -19,7 +19,9 @@ from ..stitching import StitchRule, pixel_rule, svi_pro_rule
 from .base import Anchor, Cancelled, CancelToken, Clip, Engine, EngineError, OutOfMemory, StepCallback, resize_to_fill
 from .loras import LoraSpec, LoraStack
 from .presets import ModelPreset, load_preset, resolve_lora_file
-from .svi_pipeline import LATENT_MODE, PIXEL_MODE, SVICondition, SVIWanImageToVideoPipeline, WanFlowMatchEulerScheduler
+from .schedulers import make_scheduler
+from .speed import Speed, SpeedOptions, apply_speed
+from .svi_pipeline import LATENT_MODE, PIXEL_MODE, SVICondition, SVIWanImageToVideoPipeline
 
 MAX_MOTION_LATENTS = 3  # the motion state keeps the last 3 latent frames; a clip uses the last m
 MOTION_FRAMES = {"film": 5, "shot": 1}  # pixel-mode N per SVI mode
@@ -31,6 +33,7 @@ class WanEngine(Engine):
 
     name = "wan"
     label = "Wan + SVI"
+    speed: Speed | None = None  # the speed switches applied at load (load_wan_engine)
 
     def __init__(self, pipe: SVIWanImageToVideoPipeline, preset: ModelPreset, loras: LoraStack | None = None):
         self.pipe = pipe
@@ -49,6 +52,12 @@ class WanEngine(Engine):
 
     def default_settings(self) -> ClipSettings:
         return self.preset.default_settings()
+
+    def describe(self) -> dict[str, Any]:
+        described = super().describe()
+        if self.speed is not None and not self.speed.options.is_off:
+            described["speed"] = self.speed.describe()
+        return described
 
     def stitch_rule(self, settings: ClipSettings) -> StitchRule:
         if self.svi_mode == "pro":
@@ -89,6 +98,8 @@ class WanEngine(Engine):
             raise EngineError("the anchor was encoded at another resolution; encode the reference again.")
         # 1. LoRA weights and sampler for this clip.
         self.loras.set_weights(self.clip_lora_weights(settings))
+        if self.speed is not None:
+            self.speed.before_clip(settings.steps)
         self._set_flow_shift(settings.flow_shift)
         if self.two_experts:
             self.pipe.register_to_config(boundary_ratio=settings.boundary_ratio)
@@ -201,17 +212,6 @@ class WanEngine(Engine):
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
-def make_scheduler(kind: str, config, flow_shift: float):
-    """The sampler a preset names, from a scheduler config, with Wan's step spacing.
-
-    "euler": `WanFlowMatchEulerScheduler` (4 steps at shift 5 → timesteps 1000, 937.5, 833.3, 625).
-    "unipc": UniPC in flow mode (4 steps at shift 5 → 999, 937, 833, 625).
-    """
-    if kind == "euler":
-        return WanFlowMatchEulerScheduler.from_config(config, shift=flow_shift)
-    return UniPCMultistepScheduler.from_config(config, flow_shift=flow_shift)
-
-
 def load_pipeline(preset: ModelPreset, device: str | None = None) -> SVIWanImageToVideoPipeline:
     """Build the pipeline a preset names: tiny components offline, or from the hub / a local folder."""
     settings = preset.default_settings()
@@ -257,18 +257,22 @@ def apply_offload(pipe, policy: str, device: str) -> None:
 
 
 def load_wan_engine(preset: ModelPreset | str, device: str | None = None, fuse_loras: bool = False,
-                    extra_loras: list[LoraSpec] | None = None) -> WanEngine:
-    """Load the pipeline and the preset's LoRA stack (plus `extra_loras`, e.g. a user's style LoRA)."""
+                    extra_loras: list[LoraSpec] | None = None, speed: dict | None = None) -> WanEngine:
+    """Load the pipeline and the preset's LoRA stack (plus `extra_loras`, e.g. a user's style LoRA), then
+    apply the preset's speed switches with `speed` (e.g. CLI flags) over them (see engines/speed.py)."""
     if isinstance(preset, str):
         preset = load_preset(preset)
+    options = SpeedOptions.from_dict(preset.speed).merged({**(speed or {}), **({"fuse_loras": True} if fuse_loras else {})})
     pipe = load_pipeline(preset, device)
-    stack = LoraStack(pipe, fuse=fuse_loras)
+    stack = LoraStack(pipe, fuse=options.fuse_loras)
     for source in preset.loras:
         stack.add(LoraSpec(name=source.name, path=resolve_lora_file(source), target=source.target,
                            weight=source.weight, role=source.role))
     for spec in extra_loras or []:
         stack.add(spec)
-    return WanEngine(pipe, preset, stack)
+    engine = WanEngine(pipe, preset, stack)
+    engine.speed = apply_speed(pipe, options, stack, steps=preset.default_settings().steps)
+    return engine
 
 
 def tiny_settings(engine: WanEngine, **changes: Any) -> ClipSettings:

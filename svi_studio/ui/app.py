@@ -28,6 +28,7 @@ import gradio as gr
 from ..engines import default_engine_name
 from . import jobs, runtime, views
 from .presenter import CARD_FIELDS, card_key
+from .speed_panel import speed_panel
 from .studio import Studio
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
                     c["guidance"] = gr.Slider(0, 10, value=blank["guidance"], step=0.5, label="Guidance",
                                               elem_id="setting-guidance")
                     c["motion"] = gr.Radio(views.MOTION_CHOICES, value=blank["motion"], elem_id="setting-motion",
-                                           label="Motion frames carried into the next shot")
+                                           label="Motion frames carried into the next shot (upstream SVI shows 4; 8 and 12 are experimental)")
                     with gr.Row():
                         c["width"] = gr.Number(blank["width"], label="Width", precision=0, step=16,
                                                elem_id="setting-width", min_width=90)
@@ -109,6 +110,7 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
                         lora_upload = None
                         gr.Markdown("LoRAs are unavailable on the draft engine (it does not run a diffusion model).",
                                     elem_id="lora-unavailable")
+                speed_panel(engine)  # wan engines only
                 with gr.Accordion("Examples", open=True, elem_id="examples"):
                     example_buttons = []
                     if studio.presets:

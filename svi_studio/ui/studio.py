@@ -384,13 +384,14 @@ class Studio:
         name = f"style_{secrets.token_hex(4)}"
         file = uploads.keep_lora(path, session.uploads_dir, name)
         with runtime.GPU_LOCK:
-            self.engine.loras.add(LoraSpec(name=name, path=str(file), target="both", weight=0.0, role="style"))
+            note = self.engine.loras.add(LoraSpec(name=name, path=str(file), target="both", weight=0.0, role="style"))
         self.registry.lora_owners[name] = session.token
         session.style_loras.append(name)
         weights = dict(session.director.project.settings.lora_weights)
         weights[name] = 1.0
         session.director.update_settings(lora_weights=weights)
-        return Outcome(f"Style LoRA {uploads.upload_name(path)} loaded as “{name}” at weight 1 (change it under LoRA weights).")
+        return Outcome(f"Style LoRA {uploads.upload_name(path)} loaded as “{name}” at weight 1 (change it under LoRA weights)."
+                       + (f" {note}" if note else ""))
 
     # -- helpers -------------------------------------------------------------------------------
 

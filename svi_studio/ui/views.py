@@ -21,7 +21,8 @@ BADGE_HELP = {
     RENDERING: "rendering now",
     FRESH: "up to date",
 }
-MOTION_CHOICES = [("4 frames", 1), ("8 frames", 2), ("12 frames", 3)]  # label, num_motion_latents
+# label, num_motion_latents. Upstream SVI 2.0 Pro is shown with one motion latent only; 2 and 3 are untested upstream.
+MOTION_CHOICES = [("4 frames", 1), ("8 frames (experimental)", 2), ("12 frames (experimental)", 3)]
 
 
 def seconds(value: float) -> str:
