@@ -1,0 +1,509 @@
+"""The page: layout and event wiring. Behaviour lives in studio.py, text in views.py.
+
+Shot cards are a fixed number of card slots (`max_shots`, default 24, env
+SVI_MAX_SHOTS) shown or hidden as the film grows, not a `@gr.render` block: every
+component exists from the start, so a render job can stream a clip into exactly one
+card's player while the user types in another card, nothing is rebuilt (no players
+reloading, no lost focus), and tests and scripts find each card by a stable elem_id
+(shot-3-prompt, shot-3-video, …). The cost is a ceiling on shots per film in the
+editor (the Director has none).
+
+Named API endpoints (for gradio_client; the session lives in server-side gr.State):
+new_project, load_example, upload_project, set_reference, set_story, set_shots,
+update_settings, render, regenerate, select_take, cancel, export, download_project,
+status. Render work (render, regenerate, style LoRA upload) shares one concurrency
+group of size 1; export has its own group of size 1; all other events stay responsive.
+
+Serving (see serving.py): the app is a `StudioBlocks`, whose `launch` — however it is
+called (`python app.py`, a Space, a test) — never serves the data folder
+(`blocked_paths`), adds the security headers and the request numbering that orders the
+page's edits, turns Gradio's monitoring routes off and limits uploads to
+`max_upload_bytes`. Options, each also an environment variable for an imported app:
+session quota (SVI_SESSION_QUOTA_GB, default 2; 0: none), idle-session TTL
+(SVI_SESSION_TTL_HOURS, default 24; 0: keep forever), largest upload
+(SVI_MAX_UPLOAD_MB, default the quota).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from starlette.middleware import Middleware
+
+from ..engines import default_engine_name
+from . import jobs, runtime, views
+from .presenter import CARD_FIELDS, card_key
+from .serving import SHELF_FOLDER, ArrivalOrder, MediaShelf, SecurityHeaders, arrival_of
+from .studio import Studio, shot_number, true_or_false
+
+log = logging.getLogger(__name__)
+
+CSS_PATH = Path(__file__).with_name("studio.css")
+DEFAULT_MAX_SHOTS = 24
+RENDER_GROUP = "gpu"
+EXPORT_GROUP = "export"
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("SVI_DATA_DIR") or "data")
+
+
+DEFAULT_QUOTA_GB = 2.0
+DEFAULT_TTL_HOURS = 24.0
+CACHE_CHECK_S = 3600  # how often Gradio's upload/output cache is checked for old files
+
+
+def env_number(name: str, default: float) -> float:
+    """A number from the environment (default when unset); ValueError names the variable."""
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}.") from None
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"{name} must be 0 or more, got {raw!r}.")
+    return value
+
+from gradio.events import Dependency
+
+class RawNumber(gr.Number):
+    """An API number handed to the handler exactly as sent, so the handler can say what was
+    wrong with NaN, infinity, text or nothing (gr.Number's own rounding fails on them with
+    Gradio's bare "Error")."""
+
+    def preprocess(self, payload: Any) -> Any:
+        return payload
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+class StudioBlocks(gr.Blocks):
+    """The app's Blocks: `launch` applies the serving rules whoever calls it."""
+
+    data_dir: Path
+    max_upload_bytes: int | None = None
+
+    def launch(self, *args: Any, **kwargs: Any):
+        kwargs["blocked_paths"] = list(kwargs.get("blocked_paths") or []) + [str(self.data_dir)]
+        kwargs.setdefault("enable_monitoring", False)  # /monitoring/summary would be open to anyone
+        if self.max_upload_bytes:
+            kwargs.setdefault("max_file_size", self.max_upload_bytes)
+        app_kwargs = dict(kwargs.get("app_kwargs") or {})
+        app_kwargs["middleware"] = list(app_kwargs.get("middleware") or []) + [Middleware(SecurityHeaders),
+                                                                               Middleware(ArrivalOrder)]
+        kwargs["app_kwargs"] = app_kwargs
+        for key, value in launch_options().items():
+            kwargs.setdefault(key, value)
+        return super().launch(*args, **kwargs)
+
+
+def check_data_dir(data_dir: Path, upload_folder: Path) -> None:
+    """The data folder must not hold Gradio's upload folder (blocking it would block uploads)."""
+    if upload_folder.is_relative_to(data_dir):
+        raise ValueError(f"--data-dir {data_dir} contains Gradio's upload folder {upload_folder}; "
+                         "choose a folder of its own (or set GRADIO_TEMP_DIR elsewhere).")
+
+
+def build_app(engine_name: str | None = None, data_dir: str | Path | None = None,
+              max_shots: int | None = None, session_quota_gb: float | None = None,
+              session_ttl_hours: float | None = None, max_upload_mb: float | None = None) -> gr.Blocks:
+    """The SVI Studio Blocks app. Loads the engine now (once per process).
+
+    session_quota_gb: disk per session (default SVI_SESSION_QUOTA_GB, else 2; 0: no limit).
+    session_ttl_hours: idle sessions are removed after this (SVI_SESSION_TTL_HOURS, else 24;
+        0: kept forever); Gradio's cached uploads and outputs age out after the same time.
+    max_upload_mb: largest upload (SVI_MAX_UPLOAD_MB, else the quota, else 2048).
+    """
+    from gradio.utils import get_upload_folder
+
+    engine_name = engine_name or os.environ.get("SVI_ENGINE") or default_engine_name()
+    data_dir = Path(data_dir or default_data_dir()).resolve()
+    max_shots = max_shots or int(os.environ.get("SVI_MAX_SHOTS") or DEFAULT_MAX_SHOTS)
+    quota_gb = env_number("SVI_SESSION_QUOTA_GB", DEFAULT_QUOTA_GB) if session_quota_gb is None else session_quota_gb
+    ttl_hours = env_number("SVI_SESSION_TTL_HOURS", DEFAULT_TTL_HOURS) if session_ttl_hours is None else session_ttl_hours
+    quota_bytes = int(quota_gb * 2**30) if quota_gb else None
+    upload_mb = env_number("SVI_MAX_UPLOAD_MB", (quota_bytes or 2**31) / 2**20) if max_upload_mb is None else max_upload_mb
+    ttl_s = ttl_hours * 3600 if ttl_hours else None
+    upload_folder = Path(get_upload_folder()).resolve()
+    check_data_dir(data_dir, upload_folder)
+    engine, note = runtime.get_engine(engine_name)
+    studio = Studio(engine, data_dir, max_shots=max_shots, engine_note=note, max_idle_s=ttl_s,
+                    quota_bytes=quota_bytes, shelf=MediaShelf(upload_folder / SHELF_FOLDER))
+    blank = studio.blank
+    cache_age = int(ttl_s or DEFAULT_TTL_HOURS * 3600)
+
+    with StudioBlocks(title="SVI Studio", delete_cache=(min(CACHE_CHECK_S, cache_age), cache_age)) as demo:
+        state = gr.State(None, delete_callback=studio.registry.forget)
+        c: dict[str, Any] = {}  # component by view/form key
+
+        with gr.Row(elem_id="studio-title"):
+            gr.Markdown("# SVI Studio\nShot-by-shot long video: one reference image, one prompt per shot.")
+        gr.HTML(views.engine_banner(engine, note), elem_id="engine-banner")
+
+        with gr.Row(equal_height=False):
+            # -- left: reference, story, settings, examples, project ---------------------------
+            with gr.Column(scale=4, min_width=320, elem_id="left-panel"):
+                c["reference"] = gr.Image(label="Reference image", interactive=False, height=230,
+                                          elem_id="reference-preview", type="filepath")
+                reference_upload = gr.UploadButton("Upload reference image", file_types=["image"],
+                                                   elem_id="reference-upload", variant="primary", size="md")
+                c["resolution"] = gr.Markdown(blank["resolution"], elem_id="resolution-note")
+                c["style"] = gr.Textbox(label="Style / character prompt (shared by every shot)", lines=3,
+                                        elem_id="style-prompt",
+                                        placeholder="e.g. a ginger cat with a green collar, watercolour, soft light")
+                with gr.Accordion("Advanced", open=False, elem_id="advanced"):
+                    c["negative"] = gr.Textbox(label="Negative prompt", lines=3, elem_id="negative-prompt",
+                                               placeholder="empty: the model's default negative prompt")
+                with gr.Accordion("Settings", open=False, elem_id="settings"):
+                    gr.Markdown(f"**Model preset:** {engine.label} (`{engine.preset_id}`). "
+                                "One engine per server process; start `python app.py --engine …` for another.",
+                                elem_id="model-preset")
+                    c["steps"] = gr.Slider(1, 60, value=blank["steps"], step=1, label="Steps", elem_id="setting-steps")
+                    c["guidance"] = gr.Slider(0, 10, value=blank["guidance"], step=0.5, label="Guidance",
+                                              elem_id="setting-guidance")
+                    c["motion"] = gr.Radio(views.MOTION_CHOICES, value=blank["motion"], elem_id="setting-motion",
+                                           label="Motion frames carried into the next shot")
+                    with gr.Row():
+                        c["width"] = gr.Number(blank["width"], label="Width", precision=0, step=16,
+                                               elem_id="setting-width", min_width=90)
+                        c["height"] = gr.Number(blank["height"], label="Height", precision=0, step=16,
+                                                elem_id="setting-height", min_width=90)
+                        c["fps"] = gr.Number(blank["fps"], label="FPS", precision=0, elem_id="setting-fps", min_width=80)
+                    c["frames"] = gr.Slider(5, 161, value=blank["frames"], step=4, elem_id="setting-frames",
+                                            label="Frames per shot (4k+1; 81 = 5 s at 16 fps)")
+                    c["loras"] = gr.Textbox(blank["loras"], label="LoRA weights (one per line: name = weight)",
+                                            lines=2, elem_id="setting-loras", visible=studio.has_loras)
+                    if studio.has_loras:
+                        lora_upload = gr.UploadButton("Add a style LoRA (.safetensors)", file_types=[".safetensors"],
+                                                      elem_id="lora-upload", size="sm")
+                    else:
+                        lora_upload = None
+                        gr.Markdown("LoRAs are unavailable on the draft engine (it does not run a diffusion model).",
+                                    elem_id="lora-unavailable")
+                with gr.Accordion("Examples", open=True, elem_id="examples"):
+                    example_buttons = []
+                    if studio.presets:
+                        with gr.Row():
+                            for path in studio.presets:
+                                button = gr.Button(studio.preset_title(path), size="sm",
+                                                   elem_id=f"example-{path.stem}")
+                                example_buttons.append((path.stem, button))
+                    else:
+                        gr.Markdown("No example projects are installed (presets/projects/ is empty).")
+                with gr.Accordion("Project", open=False, elem_id="project"):
+                    with gr.Row():
+                        new_project = gr.Button("New project", size="sm", elem_id="new-project")
+                        download_project = gr.Button("Download project (zip)", size="sm", elem_id="download-project")
+                        upload_project = gr.UploadButton("Open project (zip)", file_types=[".zip"], size="sm",
+                                                         elem_id="upload-project")
+                    project_file = gr.File(label="Project zip", elem_id="project-file", interactive=False,
+                                           visible=False)
+
+            # -- right: render controls, film, shot cards ---------------------------------------
+            with gr.Column(scale=8, elem_id="right-panel"):
+                with gr.Row(equal_height=True):
+                    render_all = gr.Button("Render all", variant="primary", elem_id="render-all", scale=4)
+                    cancel = gr.Button("Cancel", variant="secondary", elem_id="cancel", scale=1, min_width=90)
+                notice = gr.Markdown("", elem_id="job-status")
+                with gr.Row(equal_height=False):
+                    c["preview"] = gr.Video(label="Film so far", interactive=False, height=240, scale=3,
+                                            elem_id="film-preview", loop=False)
+                    with gr.Column(scale=2, min_width=260):
+                        c["film"] = gr.Markdown(blank["film"], elem_id="film-summary")
+                        export = gr.Button("Export film (mp4)", elem_id="export-button", variant="secondary")
+                        export_file = gr.File(label="Exported film", elem_id="export-file", interactive=False,
+                                              visible=False)
+                        with gr.Accordion("Export options", open=False, elem_id="export-options"):
+                            audio = gr.File(label="Soundtrack (optional)", file_types=["audio"], type="filepath",
+                                            elem_id="export-audio", height=70)
+                            crossfade = gr.Slider(0, 1, value=0, step=0.05, label="Crossfade at cuts (s)",
+                                                  elem_id="export-crossfade")
+
+                cards = []
+                for index in range(max_shots):
+                    cards.append(_shot_card(index, blank, c))
+                c["add_shot"] = gr.Button("+ Add shot", elem_id="add-shot")
+
+        # -- hidden inputs and outputs of the API endpoints ---------------------------------------
+        with gr.Column(visible=False):
+            api_text = gr.Textbox(label="text")
+            api_text2 = gr.Textbox(label="text2")
+            api_json = gr.JSON(label="json")
+            api_index = RawNumber(label="index", precision=0)
+            api_flag = gr.Checkbox(label="flag")
+            api_number = RawNumber(label="number")
+            api_file = gr.File(label="file", type="filepath")
+            api_status = gr.JSON(label="status")
+            api_out_file = gr.File(label="file")
+            api_trigger = gr.Button("api")
+
+        # -- wiring -------------------------------------------------------------------------------
+        form = [state] + [c[key] for key in studio.form_keys]
+        view = [state, notice] + [c[key] for key in studio.view_keys]
+        quiet = dict(show_progress="hidden", api_visibility="private")
+
+        light_view = [state, notice] + [c[key] for key in studio.sync_keys]
+
+        def on(trigger, action, extra_inputs=(), extra_outputs=(), needs_session=True, light=False, **options):
+            count = len(extra_inputs)
+            keys = studio.sync_keys if light else None
+
+            def handler(token, *values, request: gr.Request):
+                extras = values[len(values) - count:] if count else ()
+                return studio.page(token, values[: len(studio.form_keys)],
+                                   lambda session: action(session, *extras),
+                                   extra_outputs=len(extra_outputs), needs_session=needs_session, keys=keys,
+                                   arrival=arrival_of(request))
+
+            settings = {**quiet, **options}
+            outputs = (light_view if light else view) + list(extra_outputs)
+            return trigger(handler, inputs=form + list(extra_inputs), outputs=outputs, **settings)
+
+        def on_job(trigger, make_job):
+            def handler(token, *values, request: gr.Request, progress=gr.Progress()):
+                yield from studio.page_job(token, values, lambda session: make_job(session, progress),
+                                           arrival=arrival_of(request))
+
+            return trigger(handler, inputs=form, outputs=view, concurrency_id=RENDER_GROUP, concurrency_limit=1,
+                           show_progress="full", show_progress_on=[notice], api_visibility="private")
+
+        sync = studio.sync
+        on(reference_upload.upload, studio.set_reference, extra_inputs=[reference_upload])
+        for key in ("style", "negative"):
+            on(c[key].blur, sync, light=True)
+        for key in ("width", "height", "fps", "loras"):
+            on(c[key].blur, sync)
+        for key in ("steps", "guidance", "frames"):
+            on(c[key].release, sync)
+        on(c["motion"].input, sync)
+        if lora_upload is not None:
+            on(lora_upload.upload, studio.add_style_lora, extra_inputs=[lora_upload],
+               concurrency_id=RENDER_GROUP, concurrency_limit=1)
+        on(c["add_shot"].click, studio.add_shot)
+        on_job(render_all.click, lambda session, progress: jobs.render_all(session, progress))
+        cancel.click(lambda token: studio.page(token, (), studio.cancel, needs_session=False, keys=studio.sync_keys),
+                     inputs=[state], outputs=light_view, queue=False, **quiet)
+        on(export.click, studio.page_export, extra_inputs=[audio, crossfade], extra_outputs=[export_file],
+           concurrency_id=EXPORT_GROUP, concurrency_limit=1, show_progress="full", show_progress_on=[export_file])
+        for name, button in example_buttons:
+            on(button.click, partial(_load_example, studio, name), needs_session=False)
+        on(new_project.click, lambda session: studio.new_project(session), needs_session=False)
+        on(download_project.click, studio.page_download_project, extra_outputs=[project_file])
+        on(upload_project.upload, studio.upload_project, extra_inputs=[upload_project], needs_session=False)
+
+        # Card events go through a client-side hop: each card control writes a small JSON
+        # action ({"do": "up", "shot": 2, …}) into a hidden box, and one server event per box
+        # handles them all. That keeps the page config small (a card's events would otherwise
+        # each list the whole form and page) while the handlers still get the whole form.
+        card_action = gr.Textbox(visible=False, elem_id="card-action")
+        card_job = gr.Textbox(visible=False, elem_id="card-job")
+        card_sync = gr.Textbox(visible=False, elem_id="card-sync")
+        for index, card in enumerate(cards):
+            for trigger in (card["prompt"].blur, card["seed"].blur, card["lock"].input):
+                trigger(None, inputs=None, outputs=[card_sync], js=_action_js("sync", index), **quiet)
+            for trigger, kind in ((card["dice"].click, "dice"),
+                                  (card["up"].click, "up"), (card["down"].click, "down"),
+                                  (card["insert"].click, "insert"), (card["delete"].click, "delete")):
+                trigger(None, inputs=None, outputs=[card_action], js=_action_js(kind, index), **quiet)
+            card["takes"].input(None, inputs=[card["takes"]], outputs=[card_action],
+                                js=_action_js("take", index, with_value=True), **quiet)
+            card["regen"].click(None, outputs=[card_job], js=_action_js("regenerate", index), **quiet)
+            card["regen_from"].click(None, outputs=[card_job], js=_action_js("regenerate_from", index), **quiet)
+
+        card_actions = {
+            "dice": lambda session, index, value: studio.roll_seed(session, index),
+            "up": lambda session, index, value: studio.move_shot(session, index, -1),
+            "down": lambda session, index, value: studio.move_shot(session, index, 1),
+            "insert": lambda session, index, value: studio.insert_after(session, index),
+            "delete": lambda session, index, value: studio.delete_shot(session, index),
+            "take": lambda session, index, value: studio.select_take(session, index, value),
+        }
+
+        def on_card_action(session, raw):
+            kind, index, value = _parse_action(raw, studio.max_shots)
+            if kind not in card_actions:
+                return None
+            return card_actions[kind](session, index, value)
+
+        on(card_action.change, on_card_action, extra_inputs=[card_action], trigger_mode="multiple")
+        on(card_sync.change, sync, light=True, trigger_mode="always_last")
+
+        def card_job_handler(session, progress, raw=None):
+            kind, index, _ = _parse_action(raw, studio.max_shots)
+            if kind not in ("regenerate", "regenerate_from"):
+                return iter(())
+            return jobs.regenerate(session, index, cascade=kind == "regenerate_from", progress=progress)
+
+        def on_card_job(token, *values, request: gr.Request, progress=gr.Progress()):
+            raw = values[-1]
+            yield from studio.page_job(token, values[:-1], lambda session: card_job_handler(session, progress, raw),
+                                       arrival=arrival_of(request))
+
+        card_job.change(on_card_job, inputs=form + [card_job], outputs=view, concurrency_id=RENDER_GROUP,
+                        concurrency_limit=1, show_progress="full", show_progress_on=[notice],
+                        api_visibility="private", trigger_mode="multiple")
+
+        _wire_api(studio, state, api_trigger, api_text, api_text2, api_json, api_index, api_flag, api_number,
+                  api_file, api_status, api_out_file)
+
+    demo.queue(default_concurrency_limit=8)
+    demo.studio = studio  # for tests and scripts: the Studio behind the page
+    demo.data_dir = data_dir
+    demo.max_upload_bytes = int(upload_mb * 2**20) if upload_mb else None
+    return demo
+
+
+def _shot_card(index: int, blank: dict[str, Any], c: dict[str, Any]) -> dict[str, Any]:
+    """One card slot: header, prompt, seed, buttons, clip player, takes."""
+    number = index + 1
+    card: dict[str, Any] = {}
+    with gr.Column(visible=blank[card_key(index, "group")], elem_id=f"shot-card-{number}",
+                   elem_classes=["shot-card"]) as group:
+        card["head"] = gr.HTML(blank[card_key(index, "head")], elem_id=f"shot-{number}-head", js_on_load=None)
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3, min_width=260):
+                card["prompt"] = gr.Textbox(label="Prompt", lines=3, elem_id=f"shot-{number}-prompt",
+                                            placeholder="what happens in this shot, and how the camera moves")
+                with gr.Row(equal_height=False, elem_classes=["svi-seed-row"]):
+                    card["seed"] = gr.Textbox(label="Seed", max_lines=1, elem_id=f"shot-{number}-seed", scale=2,
+                                              min_width=120, container=False, placeholder="seed")
+                    card["dice"] = gr.Button("New seed", elem_id=f"shot-{number}-dice", scale=1, min_width=90,
+                                             size="sm")
+                    card["lock"] = gr.Checkbox(label="Lock seed", elem_id=f"shot-{number}-lock", scale=1, min_width=130,
+                                               container=False)
+                with gr.Row():
+                    card["regen"] = gr.Button("Regenerate this shot", size="sm", elem_id=f"shot-{number}-regenerate")
+                    card["regen_from"] = gr.Button("Regenerate from here", size="sm",
+                                                   elem_id=f"shot-{number}-regenerate-from")
+                with gr.Row():
+                    card["up"] = gr.Button("↑ Up", size="sm", elem_id=f"shot-{number}-up", min_width=60)
+                    card["down"] = gr.Button("↓ Down", size="sm", elem_id=f"shot-{number}-down", min_width=60)
+                    card["insert"] = gr.Button("+ Insert after", size="sm", elem_id=f"shot-{number}-insert",
+                                               min_width=100)
+                    card["delete"] = gr.Button("Delete", size="sm", variant="stop", elem_id=f"shot-{number}-delete",
+                                               min_width=70)
+            with gr.Column(scale=2, min_width=220):
+                card["video"] = gr.Video(label=f"Shot {number}", interactive=False, height=210, loop=True,
+                                         elem_id=f"shot-{number}-video", elem_classes=["shot-video"])
+                card["takes"] = gr.Dropdown(label="Take", choices=[], value=None, interactive=True,
+                                            elem_id=f"shot-{number}-takes")
+    card["group"] = group
+    for field in CARD_FIELDS:
+        c[card_key(index, field)] = card[field]
+    return card
+
+
+def _action_js(kind: str, index: int, with_value: bool = False) -> str:
+    """Client-side function writing a card action as JSON (a page-wide counter makes each click
+    a change; the clock is not used, so a clock that steps back cannot repeat an action)."""
+    value = "value" if with_value else "null"
+    args = "(value)" if with_value else "()"
+    return (f"{args} => JSON.stringify({{do: {kind!r}, shot: {index}, value: {value}, "
+            f"n: (window.__sviActions = (window.__sviActions || 0) + 1)}})")
+
+
+def _parse_action(raw: str | None, max_shots: int) -> tuple[str | None, int, Any]:
+    """(kind, shot index, value) of a card action; (None, 0, None) for anything malformed."""
+    import json
+
+    try:
+        data = json.loads(raw or "")
+        kind, index = str(data["do"]), int(data["shot"])
+    except (ValueError, TypeError, KeyError):
+        return None, 0, None
+    if not 0 <= index < max_shots:
+        return None, 0, None
+    value = data.get("value")
+    return kind, index, value if isinstance(value, str) else None
+
+
+def _load_example(studio: Studio, name: str, session):
+    return studio.load_example(session, name)
+
+
+def _wire_api(studio: Studio, state, trigger, text, text2, json_in, index, flag, number, file_in, status,
+              out_file) -> None:
+    """Named endpoints for gradio_client. Each takes the session from gr.State and returns
+    the project's status (or a file); errors come back as gr.Error messages."""
+    outputs = [state, status]
+
+    def endpoint(fn, inputs, api_name, description, outs=None, **options):
+        trigger.click(fn, inputs=[state] + inputs, outputs=outs or outputs, api_name=api_name,
+                      api_description=description, show_progress="hidden", **options)
+
+    endpoint(lambda token, name: studio.api_start(lambda: studio.new_project(None, name or None)),
+             [text], "new_project", "Start a new, empty project in a new session folder (name optional).")
+    endpoint(lambda token, preset: studio.api_start(lambda: studio.load_example(None, preset)),
+             [text], "load_example", "Load an example project preset by name (e.g. cat-adventure).")
+    endpoint(lambda token, project_zip: studio.api_start(lambda: studio.upload_project(None, project_zip)),
+             [file_in], "upload_project", "Open a project zip (from download_project) in a new session.")
+    endpoint(lambda token, image: studio.api_call(token, lambda s: studio.set_reference(s, image)),
+             [file_in], "set_reference", "Upload the reference image; the notices give the clip resolution.")
+    endpoint(lambda token, style_prompt, negative_prompt: studio.api_call(
+        token, lambda s: studio.set_story(s, style_prompt, negative_prompt)),
+             [text, text2], "set_story", "Set the style/character prompt and the negative prompt.")
+    endpoint(lambda token, prompts: studio.api_call(token, lambda s: studio.set_shots(s, prompts)),
+             [json_in], "set_shots", "Make the film's shots these prompts (a JSON list of strings), in order.")
+    endpoint(lambda token, settings: studio.api_call(token, lambda s: studio.update_settings(s, settings)),
+             [json_in], "update_settings", "Change settings, e.g. {\"steps\": 4, \"num_frames\": 21}.")
+    endpoint(lambda token, index, take_id: studio.api_call(token, lambda s: studio.select_take(
+        s, shot_number(index, len(s.director.project.shots)), take_id)),
+             [index, text], "select_take", "Select an earlier take (take id) of shot `index` (0-based).")
+    endpoint(lambda token: studio.api_call(token, lambda s: studio.status(s)),
+             [], "status", "The project: shots with status, takes, seeds, seconds and seam scores.")
+    endpoint(lambda token: studio.api_call(token, lambda s: studio.cancel(s)),
+             [], "cancel", "Cancel this session's render after the current step (finished shots are kept).",
+             queue=False)
+
+    def api_render(token, progress=gr.Progress()):
+        yield from studio.api_job(token, lambda s: jobs.render_all(s, progress))
+
+    def api_regenerate(token, index, cascade, progress=gr.Progress()):
+        def job(session):
+            shot = shot_number(index, len(session.director.project.shots))
+            return jobs.regenerate(session, shot, cascade=true_or_false(cascade, "cascade"), progress=progress)
+
+        yield from studio.api_job(token, job)
+
+    endpoint(api_render, [], "render", "Render every missing or stale shot in order; streams the status after each.",
+             concurrency_id=RENDER_GROUP, concurrency_limit=1)
+    endpoint(api_regenerate, [index, flag], "regenerate",
+             "New take of shot `index` (0-based) from the stored motion before it; cascade=True re-renders the "
+             "stale shots after it too.", concurrency_id=RENDER_GROUP, concurrency_limit=1)
+
+    def api_export(token, crossfade, audio):
+        return studio.api_call(token, lambda s: studio.publish(s, studio.export(s, audio, crossfade)[0]))
+
+    endpoint(api_export, [number, file_in], "export", "Export the whole film; returns the mp4.",
+             outs=[state, out_file], concurrency_id=EXPORT_GROUP, concurrency_limit=1)
+    endpoint(lambda token: studio.api_call(token, lambda s: studio.publish(s, studio.download_project(s))),
+             [], "download_project", "The project as a zip (reference, prompts, settings, takes).",
+             outs=[state, out_file])
+
+
+def launch_options() -> dict[str, Any]:
+    """Styling launch() needs (Gradio 6 takes css at launch). Without the stylesheet (an install
+    that did not ship it) the page still works, unstyled."""
+    try:
+        return {"css": CSS_PATH.read_text(encoding="utf-8")}
+    except OSError:
+        log.warning("%s is missing; the page will be unstyled", CSS_PATH)
+        return {}
+
+
+def launch_app(demo: gr.Blocks, host: str | None = None, port: int | None = None, share: bool = False,
+               prevent_thread_lock: bool = False, **options: Any):
+    """Launch on `host`:`port` (the serving rules come with StudioBlocks.launch)."""
+    return demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=prevent_thread_lock,
+                       **options)
