@@ -253,7 +253,7 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
             count = len(extra_inputs)
             keys = studio.sync_keys if light else None
 
-            def handler(token, *values, request: gr.Request):
+            def handler(request: gr.Request, token, *values):
                 extras = values[len(values) - count:] if count else ()
                 return studio.page(token, values[: len(studio.form_keys)],
                                    lambda session: action(session, *extras),
@@ -265,7 +265,7 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
             return trigger(handler, inputs=form + list(extra_inputs), outputs=outputs, **settings)
 
         def on_job(trigger, make_job):
-            def handler(token, *values, request: gr.Request, progress=gr.Progress()):
+            def handler(request: gr.Request, token, *values, progress=gr.Progress()):
                 yield from studio.page_job(token, values, lambda session: make_job(session, progress),
                                            arrival=arrival_of(request))
 
@@ -339,7 +339,7 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
                 return iter(())
             return jobs.regenerate(session, index, cascade=kind == "regenerate_from", progress=progress)
 
-        def on_card_job(token, *values, request: gr.Request, progress=gr.Progress()):
+        def on_card_job(request: gr.Request, token, *values, progress=gr.Progress()):
             raw = values[-1]
             yield from studio.page_job(token, values[:-1], lambda session: card_job_handler(session, progress, raw),
                                        arrival=arrival_of(request))

@@ -80,10 +80,11 @@ def slug(text: str) -> str:
 
 
 def gigabytes(size: float) -> str:
-    """1.5 GB, 0.8 MB: a size for a message."""
-    if size >= 0.1 * 2**30:
-        return f"{size / 2**30:.1f} GB".replace(".0 GB", " GB")
-    return f"{size / 2**20:.1f} MB".replace(".0 MB", " MB")
+    """1.5 GB, 0.8 MB, 12 KB: a size for a message."""
+    for unit, scale in (("GB", 2**30), ("MB", 2**20)):
+        if size >= 0.1 * scale:
+            return f"{size / scale:.1f} {unit}".replace(f".0 {unit}", f" {unit}")
+    return f"{size / 2**10:.1f} KB".replace(".0 KB", " KB")
 
 
 def shot_number(value: Any, shots: int) -> int:
