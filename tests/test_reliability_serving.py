@@ -173,7 +173,10 @@ def test_only_media_files_are_published_and_each_session_has_its_own_shelf(tmp_p
     assert Path(first).read_bytes() == b"video"
     time.sleep(0.01)
     source.write_bytes(b"new take")
-    assert shelf.publish(token, source) != first  # a rewritten file gets a new URL
+    second = shelf.publish(token, source)
+    assert second != first and not Path(first).exists()  # a rewritten file (the preview): a new URL, old one gone
+    shelf.unpublish(token, source)
+    assert not Path(second).exists()
     for name in ("page.html", "image.svg", "take.json", "motion_out.safetensors", "noext"):
         (tmp_path / name).write_text("<script>alert(1)</script>")
         assert shelf.publish(token, tmp_path / name) is None, name
@@ -362,9 +365,10 @@ def test_exports_keep_only_the_newest_film(draft_studio):
     session = ready_session(studio, ["one"])
     list(jobs.render_all(session))
     first, _ = studio.export(session, None, 0)
+    first_link = Path(studio.publish(session, first))
     time.sleep(1.1)  # export names carry the second
     second, _ = studio.export(session, None, 0)
-    assert not first.exists() and second.is_file()
+    assert not first.exists() and not first_link.exists() and second.is_file()
     assert sorted(p.name for p in session.exports_dir.glob("*.mp4") if p != session.preview_path) == [second.name]
 
 
@@ -402,6 +406,12 @@ def test_uploads_over_the_size_limit_are_refused_by_the_server(server, tmp_path)
         response = http.post("gradio_api/upload", files={"files": ("big.png", handle, "image/png")})
     assert response.status_code == 413, response.text
     assert str(data_dir) not in response.text
+
+
+def test_building_the_app_writes_nothing_into_the_package(tmp_path):
+    build_app("draft", tmp_path / "data", max_shots=1)
+    package = REPO / "svi_studio"
+    assert not list(package.rglob("*.pyi"))  # Gradio writes one beside a module subclassing a component
 
 
 def test_a_data_folder_holding_gradios_upload_folder_is_refused(tmp_path, monkeypatch):

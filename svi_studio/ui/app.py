@@ -73,13 +73,13 @@ def env_number(name: str, default: float) -> float:
     return value
 
 
-class RawNumber(gr.Number):
-    """An API number handed to the handler exactly as sent, so the handler can say what was
-    wrong with NaN, infinity, text or nothing (gr.Number's own rounding fails on them with
-    Gradio's bare "Error")."""
-
-    def preprocess(self, payload: Any) -> Any:
-        return payload
+def as_sent(component: gr.components.Component) -> gr.components.Component:
+    """Hand the handler this input exactly as the client sent it, so the handler can say what
+    was wrong with NaN, infinity, text or nothing (gr.Number's own rounding fails on them with
+    Gradio's bare "Error"). Set on the instance rather than in a subclass: Gradio writes a
+    .pyi stub beside any module that subclasses one of its components."""
+    component.preprocess = lambda payload: payload
+    return component
 
 
 class StudioBlocks(gr.Blocks):
@@ -234,9 +234,9 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
             api_text = gr.Textbox(label="text")
             api_text2 = gr.Textbox(label="text2")
             api_json = gr.JSON(label="json")
-            api_index = RawNumber(label="index", precision=0)
+            api_index = as_sent(gr.Number(label="index", precision=0))
             api_flag = gr.Checkbox(label="flag")
-            api_number = RawNumber(label="number")
+            api_number = as_sent(gr.Number(label="number"))
             api_file = gr.File(label="file", type="filepath")
             api_status = gr.JSON(label="status")
             api_out_file = gr.File(label="file")

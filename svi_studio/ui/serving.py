@@ -53,7 +53,7 @@ class MediaShelf:
     def __init__(self, root: str | Path):
         self.root = Path(root).resolve()
         self._secret = secrets.token_bytes(32)
-        self._published: dict[tuple[str, str, int, int], Path] = {}  # (key, source, mtime, size) → link
+        self._published: dict[tuple[str, str], tuple[int, int, Path]] = {}  # (key, source) → (mtime, size, link)
 
     def key(self, token: str) -> str:
         """The shelf folder name of a session token (the token itself never leaves the server)."""
@@ -74,10 +74,11 @@ class MediaShelf:
         except OSError:
             return None
         key = self.key(token)
-        memo = (key, str(source), stat.st_mtime_ns, stat.st_size)
-        known = self._published.get(memo)
-        if known is not None and known.exists():
-            return str(known)
+        known = self._published.get((key, str(source)))
+        if known is not None:
+            if known[:2] == (stat.st_mtime_ns, stat.st_size) and known[2].exists():
+                return str(known[2])
+            self._drop(known[2])  # an older version (the preview before this shot): the page now gets this one
         folder = self.root / key / secrets.token_hex(16)
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / (re.sub(r"[^A-Za-z0-9._-]+", "_", source.name).lstrip(".") or f"file{source.suffix}")
@@ -85,8 +86,22 @@ class MediaShelf:
             os.link(source, target)
         except OSError:  # another file system (a mounted data volume), or links not allowed
             shutil.copyfile(source, target)
-        self._published[memo] = target
+        self._published[(key, str(source))] = (stat.st_mtime_ns, stat.st_size, target)
         return str(target)
+
+    def unpublish(self, token: str, source: str | Path) -> None:
+        """Drop the published copy of `source` (the session deleted the file)."""
+        known = self._published.pop((self.key(token), str(source)), None)
+        if known is not None:
+            self._drop(known[2])
+
+    @staticmethod
+    def _drop(link: Path) -> None:
+        link.unlink(missing_ok=True)
+        try:
+            link.parent.rmdir()
+        except OSError:
+            pass
 
     def contains(self, path: str | Path) -> bool:
         """Whether `path` lies on the shelf (a published file sent back as if it were an upload)."""
@@ -98,7 +113,7 @@ class MediaShelf:
     def remove(self, token: str) -> None:
         """Drop every file published for a session (its folder was swept)."""
         key = self.key(token)
-        self._published = {memo: path for memo, path in self._published.items() if memo[0] != key}
+        self._published = {memo: known for memo, known in self._published.items() if memo[0] != key}
         shutil.rmtree(self.root / key, ignore_errors=True)
 
     def sweep(self, max_idle_s: float, now: float | None = None) -> int:

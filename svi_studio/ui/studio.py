@@ -407,7 +407,7 @@ class Studio:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         path = session.exports_dir / f"{slug(session.director.project.name)}-{stamp}.mp4"
         timeline = session.director.export(path, audio=soundtrack, crossfade=fade)
-        _remove_others(session.exports_dir, "*.mp4", keep={path, session.preview_path})
+        self.remove_others(session, "*.mp4", keep={path, session.preview_path})
         return path, timeline
 
     def page_export(self, session: Session, audio: str | None, crossfade: float | None) -> Outcome:
@@ -423,7 +423,7 @@ class Studio:
         from ..project.bundle import bundle_project
 
         path = bundle_project(session.project_dir, session.exports_dir / f"{slug(session.director.project.name)}.zip")
-        _remove_others(session.exports_dir, "*.zip", keep={path})
+        self.remove_others(session, "*.zip", keep={path})
         return path
 
     def page_download_project(self, session: Session) -> Outcome:
@@ -524,6 +524,14 @@ class Studio:
         if self.shelf is not None and self.shelf.contains(path):
             raise uploads.UploadError(f"{uploads.upload_name(path)} is not an upload; choose a file from your computer.")
         self.require_space(session, what, _size(path) if unpacked is None else unpacked)
+
+    def remove_others(self, session: Session, pattern: str, keep: set[Path]) -> None:
+        """Delete the session's exports matching `pattern` except `keep`, and their published copies."""
+        for path in session.exports_dir.glob(pattern):
+            if path not in keep:
+                path.unlink(missing_ok=True)
+                if self.shelf is not None:
+                    self.shelf.unpublish(session.token, path)
 
     def publish(self, session: Session, path: str | Path | None) -> str | None:
         """The path Gradio should serve for one of this session's files (see serving.MediaShelf)."""
@@ -632,13 +640,6 @@ def _size(path: str | Path | None) -> int:
         return Path(path).stat().st_size if path else 0
     except OSError:
         return 0
-
-
-def _remove_others(folder: Path, pattern: str, keep: set[Path]) -> None:
-    """Delete the files matching `pattern` in `folder` except `keep` (older exports, zips)."""
-    for path in folder.glob(pattern):
-        if path not in keep:
-            path.unlink(missing_ok=True)
 
 
 def _gradio_folders() -> list[Path]:
