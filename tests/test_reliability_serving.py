@@ -249,18 +249,24 @@ def test_no_message_or_status_holds_a_server_path_or_session_token(server, refer
     sent.append(json.dumps(client.predict(handle_file(str(reference_png)), api_name="/set_reference")))
     call("update_settings", SMALL)
     call("update_settings", {"steps": 0})
+    call("set_story", "style", "negative")
     call("render")
     call("regenerate", 7, False)
     call("select_take", 0, "../../etc")
-    call("set_story", "style", "negative")
     call("export", 0.5, None)
     call("download_project")
     call("status")
     call("cancel")
-
-    # Disk full while zipping the project or writing the film: a message, without the folder.
     session = demo.studio.registry.get(next(t for t in demo.studio.registry.tokens()
                                             if "paths" == demo.studio.registry.get(t).director.project.name))
+    for metadata in session.project_dir.glob("takes/*/*/take.json"):
+        metadata.unlink()  # broken takes: their reasons name the missing file
+    broken = call("status")["output"]["data"][1]
+    assert "broken" in [s["status"] for s in broken["shots"]] and "take.json is missing" in json.dumps(broken)
+    page = demo.studio.presenter.model(session)
+    sent.append(json.dumps([page["c0.head"], page["film"]]))
+
+    # Disk full while zipping the project or writing the film: a message, without the folder.
     import svi_studio.project.bundle as bundle
 
     def full_disk_zip(project_dir, target):

@@ -154,14 +154,21 @@ class Presenter:
     """Builds the updates for a list of component keys, diffed against what the page shows."""
 
     def __init__(self, max_shots: int, lora_owners: dict[str, str],
-                 publish: Callable[[Session, str], str | None] | None = None):
-        """publish(session, path): the servable path of one of the session's files."""
+                 publish: Callable[[Session, str], str | None] | None = None,
+                 clean: Callable[[str], str] | None = None):
+        """publish(session, path): the servable path of one of the session's files;
+        clean(text): the text without server paths (a broken take's reason names its file)."""
         self.max_shots = max_shots
         self.lora_owners = lora_owners
         self.publish = publish or (lambda session, path: str(path))
+        self.clean = clean or (lambda text: text)
 
     def model(self, session: Session) -> dict[str, Any]:
-        return view_model(session, self.max_shots, self.lora_owners)
+        model = view_model(session, self.max_shots, self.lora_owners)
+        for key, value in model.items():
+            if key.endswith(".head") or key == "film":
+                model[key] = self.clean(value)
+        return model
 
     def updates(self, session: Session, keys: list[str], force: bool = False) -> list[Any]:
         model = self.model(session)

@@ -161,7 +161,7 @@ class Studio:
         self.blank = blank_model(engine, max_shots)
         self.registry = SessionRegistry(data_dir, engine, blank_view=lambda: dict(self.blank), max_idle_s=max_idle_s,
                                         shelf=shelf)
-        self.presenter = Presenter(max_shots, self.registry.lora_owners, self.publish)
+        self.presenter = Presenter(max_shots, self.registry.lora_owners, self.publish, self.message)
         self.card_keys = [card_key(i, f) for i in range(max_shots) for f in CARD_FIELDS]
         self.view_keys = list(PAGE_KEYS) + self.card_keys
         # What a plain sync (a prompt, seed or story box losing focus) can change: badges, the
@@ -291,7 +291,7 @@ class Studio:
             gr.Warning(problem)
         if outcome.toast and outcome.notice:
             gr.Info(outcome.notice)
-        notice = " ".join(["⚠ " + p for p in problems] + ([outcome.notice] if outcome.notice else []))
+        notice = " ".join(["⚠ " + p for p in problems] + ([self.message(outcome.notice)] if outcome.notice else []))
         extra = outcome.extra or [gr.skip()] * extra_outputs
         target = outcome.session or session
         notice = notice or None  # an event with nothing to say leaves the status line as it is
@@ -564,8 +564,14 @@ class Studio:
         return self.registry.ensure(token)
 
     def status(self, session: Session, notices: list[str] | None = None) -> dict[str, Any]:
+        """The project as the API returns it; reasons and notices without server paths."""
         with session.lock:
-            return views.public_status(session.director, session.director.statuses(), notices)
+            status = views.public_status(session.director, session.director.statuses(),
+                                         [self.message(n) for n in notices or []])
+        for shot in status["shots"]:
+            if isinstance(shot.get("reason"), str):
+                shot["reason"] = self.message(shot["reason"])
+        return status
 
     def api_call(self, token: str | None, action: Callable[[Session], Any]) -> tuple[str, Any]:
         """Run an API action; a user error becomes gr.Error with its message."""
