@@ -331,6 +331,18 @@ def form_of(studio: Studio, session) -> tuple:
     return tuple(session.shown.get(key) for key in studio.form_keys)
 
 
+def test_a_refused_project_upload_leaves_no_session_folder(draft_studio, tmp_path):
+    studio = draft_studio
+    damaged = tmp_path / "damaged.zip"
+    with zipfile.ZipFile(damaged, "w") as archive:
+        archive.writestr("project.json", "{ not json")
+    studio.registry.create()
+    before = sorted(studio.registry.root.iterdir())
+    with pytest.raises(ProjectError, match="damaged"):
+        studio.upload_project(None, str(damaged))
+    assert sorted(studio.registry.root.iterdir()) == before
+
+
 def test_quota_is_checked_before_render_upload_and_export_and_says_how_much(draft_studio, tmp_path, reference_png):
     studio = draft_studio
     session = ready_session(studio, ["one", "two"])
@@ -482,6 +494,22 @@ def test_bad_numbers_through_gradio_client_get_the_same_messages(server):
         with pytest.raises(gradio_client.exceptions.AppError, match=f"(?i){named}"):
             client.predict(*args, api_name=api_name)
     assert client.predict(api_name="/status")["shots"]  # the session still works
+
+
+def test_bad_numbers_in_the_page_form_get_a_message(server):
+    """The page's own events carry the settings form; a hand-made client can put anything in it."""
+    url, demo, data_dir = server
+    fn_index, inputs = page_event(demo, "style-prompt", "blur")
+    components = {c["id"]: c for c in demo.get_config_file()["components"]}
+    ids = {components[i].get("props", {}).get("elem_id"): i for i in inputs}
+    for elem_id, value, named in (("setting-fps", "fast", "fps"), ("setting-steps", NAN, "steps"),
+                                  ("setting-width", INF, "width"), ("setting-frames", 10**30, "num_frames"),
+                                  ("setting-guidance", "-Infinity", "guidance")):
+        data = [value if i == ids[elem_id] else components[i].get("props", {}).get("value") for i in inputs]
+        message = raw_event(url, fn_index, data, f"form-{elem_id}-{time.time_ns()}")
+        assert message["success"], message  # the event runs; the bad value is reported, the rest is saved
+        notice = message["output"]["data"][1]["value"]
+        assert named in notice.lower() and "Traceback" not in notice, notice
 
 
 def test_bad_seeds_typed_on_the_page_get_a_message(draft_studio):

@@ -185,6 +185,8 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
                         lora_upload = None
                         gr.Markdown("LoRAs are unavailable on the draft engine (it does not run a diffusion model).",
                                     elem_id="lora-unavailable")
+                for key in ("steps", "guidance", "width", "height", "fps", "frames"):
+                    as_sent(c[key])  # the settings check says what is wrong with a value a client sends
                 with gr.Accordion("Examples", open=True, elem_id="examples"):
                     example_buttons = []
                     if studio.presets:
