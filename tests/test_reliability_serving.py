@@ -194,6 +194,8 @@ def test_security_headers_and_no_monitoring_on_every_response(server):
         assert response.headers.get("x-content-type-options") == "nosniff", response.url
         assert response.headers.get("content-security-policy") == "frame-ancestors 'self'", response.url
     assert responses[5].status_code in (403, 404)  # Gradio's unauthenticated monitoring summary is off
+    for page in responses[:3]:  # the page, its config and the API description name no server folder
+        assert page.status_code == 200 and str(data_dir) not in page.text and str(REPO) not in page.text
 
 
 def test_a_space_may_be_framed_by_huggingface(monkeypatch):
