@@ -40,7 +40,8 @@ from ..engines import default_engine_name
 from . import jobs, runtime, views
 from .presenter import CARD_FIELDS, card_key
 from .serving import SHELF_FOLDER, ArrivalOrder, MediaShelf, SecurityHeaders, arrival_of
-from .studio import Studio, shot_number, true_or_false
+from .params import shot_number, true_or_false
+from .studio import Studio
 
 log = logging.getLogger(__name__)
 

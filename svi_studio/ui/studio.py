@@ -36,6 +36,7 @@ from ..project.model import ProjectError, random_seed
 from ..project.spec import list_project_presets, load_spec
 from ..settings import SettingsError
 from . import jobs, runtime, uploads, views
+from .params import crossfade_seconds
 from .presenter import CARD_FIELDS, Presenter, blank_model, card_key, visible_loras
 from .serving import MediaShelf, redact
 from .sessions import Session, SessionRegistry
@@ -85,49 +86,6 @@ def gigabytes(size: float) -> str:
         if size >= 0.1 * scale:
             return f"{size / scale:.1f} {unit}".replace(f".0 {unit}", f" {unit}")
     return f"{size / 2**10:.1f} KB".replace(".0 KB", " KB")
-
-
-def shot_number(value: Any, shots: int) -> int:
-    """A shot index sent to the API (0-based) as an int, or ProjectError saying what was wrong."""
-    if isinstance(value, bool) or value is None or isinstance(value, (list, dict)):
-        raise ProjectError(f"the shot index must be a whole number from 0 to {shots - 1}, got {str(value)[:40]!r}.")
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise ProjectError(f"the shot index must be a whole number from 0 to {shots - 1}, got {str(value)[:40]!r}.") from None
-    if not math.isfinite(number) or number != int(number):
-        raise ProjectError(f"the shot index must be a whole number from 0 to {shots - 1}, got {str(value)[:40]!r}.")
-    if not 0 <= number < shots:
-        raise ProjectError(f"there is no shot {str(value)[:40]} (0-based); the film has {shots} shot"
-                           f"{'s' if shots != 1 else ''}, 0 to {shots - 1}.")
-    return int(number)
-
-
-def true_or_false(value: Any, name: str) -> bool:
-    """A flag sent to the API: true/false (or 1/0, "true"/"false"), else ProjectError."""
-    if isinstance(value, bool) or value is None:
-        return bool(value)
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", ""):
-        return value.strip().lower() in ("true", "1")
-    raise ProjectError(f"{name} must be true or false, got {str(value)[:40]!r}.")
-
-
-def crossfade_seconds(value: Any) -> float:
-    """The export crossfade (seconds, 0 to 1) sent to the API, or ProjectError."""
-    if value in (None, ""):
-        return 0.0
-    problem = ProjectError(f"the crossfade must be a number of seconds from 0 to 1, got {str(value)[:40]!r}.")
-    if isinstance(value, (bool, list, dict)):
-        raise problem
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise problem from None
-    if not math.isfinite(number) or not 0 <= number <= 1:
-        raise problem
-    return number
 
 
 def preset_order(paths: list[Path]) -> list[Path]:
