@@ -6,7 +6,9 @@
 
 Importing this module builds the app (`demo`) without launching it; Hugging Face
 Spaces and the tests do that. Options for an import come from the environment:
-SVI_ENGINE, SVI_DATA_DIR (default ./data), SVI_HOST, SVI_PORT, SVI_MAX_SHOTS.
+SVI_ENGINE, SVI_DATA_DIR (default ./data), SVI_HOST, SVI_PORT, SVI_MAX_SHOTS,
+SVI_SESSION_QUOTA_GB (default 2), SVI_SESSION_TTL_HOURS (default 24), SVI_MAX_UPLOAD_MB
+(default: the quota).
 Public sharing (a gradio.live link) is off unless --share is given.
 """
 
@@ -30,12 +32,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         default=int(os.environ.get("SVI_PORT") or os.environ.get("GRADIO_SERVER_PORT") or 7860))
     parser.add_argument("--data-dir", default=os.environ.get("SVI_DATA_DIR") or "data",
                         help="where session projects are kept (default ./data)")
+    parser.add_argument("--session-quota-gb", type=float, default=None,
+                        help="disk each session may use, checked before a render, an upload and an export "
+                             "(default $SVI_SESSION_QUOTA_GB, else 2; 0: no limit)")
+    parser.add_argument("--session-ttl-hours", type=float, default=None,
+                        help="remove sessions idle this long, never while rendering "
+                             "(default $SVI_SESSION_TTL_HOURS, else 24; 0: keep forever)")
+    parser.add_argument("--max-upload-mb", type=float, default=None,
+                        help="largest file a user may upload (default $SVI_MAX_UPLOAD_MB, else the session quota)")
     parser.add_argument("--share", action="store_true", help="also publish a public gradio.live link (off by default)")
     return parser.parse_args(argv)
 
 
 options = parse_args(sys.argv[1:] if __name__ == "__main__" else [])
-demo = build_app(engine_name=options.engine, data_dir=options.data_dir)
+demo = build_app(engine_name=options.engine, data_dir=options.data_dir, session_quota_gb=options.session_quota_gb,
+                 session_ttl_hours=options.session_ttl_hours, max_upload_mb=options.max_upload_mb)
 
 if __name__ == "__main__":
     launch_app(demo, host=options.host, port=options.port, share=options.share)

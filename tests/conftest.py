@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tests never touch the hub
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -32,6 +34,32 @@ def make_reference(width: int = 320, height: int = 192, seed: int = 0) -> Image.
         cx, cy, r = rng.integers(0, width), rng.integers(0, height), rng.integers(6, 24)
         image[(x - cx) ** 2 + (y - cy) ** 2 < r * r] = rng.integers(0, 255, size=3)
     return Image.fromarray(image.clip(0, 255).astype(np.uint8))
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's; the browser tests never download one
+LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve_app(engine: str, data_dir, **options):
+    """(url, demo) of the app built with build_app(engine, data_dir, **options), served on a free
+    loopback port from a thread of this process until the block ends."""
+    from svi_studio.ui import build_app, launch_app
+
+    demo = build_app(engine, data_dir, **options)
+    port = free_port()
+    launch_app(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/", demo
+    finally:
+        demo.close()
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import socket
 import threading
 from pathlib import Path
 
@@ -24,21 +23,17 @@ from svi_studio.engines.base import Cancelled, OutOfMemory  # noqa: E402
 from svi_studio.project.model import ProjectError  # noqa: E402
 from svi_studio.settings import ClipSettings  # noqa: E402
 from svi_studio.ui import gpu, jobs, runtime, uploads, views  # noqa: E402
-from svi_studio.ui.app import _parse_action, build_app, launch_app  # noqa: E402
+from svi_studio.ui.app import _parse_action  # noqa: E402
 from svi_studio.ui.sessions import CancelFlag  # noqa: E402
 from svi_studio.ui.studio import Studio  # noqa: E402
 from svi_studio.video_io import probe  # noqa: E402
+
+from conftest import serve_app  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:gradio.helpers")  # gr.Warning outside a request
 
 FRAMES = 21  # 4k+1; with one motion latent every later shot keeps 21 - 5 = 16 frames
 PROMPTS = ['A cat wakes up, "slow" push-in,\nthen looks left', "It jumps down, pan left", "It runs off; tracking shot"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -57,12 +52,8 @@ def reference_png(reference_image, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def server(tiny, tmp_path_factory):
     """(url, demo) of the app on the tiny engine, served from a thread."""
-    data_dir = tmp_path_factory.mktemp("svi-data")
-    demo = build_app("tiny", data_dir, max_shots=6)
-    port = free_port()
-    launch_app(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/", demo
-    demo.close()
+    with serve_app("tiny", tmp_path_factory.mktemp("svi-data"), max_shots=6) as served:
+        yield served
 
 
 def client_for(url: str) -> Client:
@@ -256,10 +247,10 @@ def test_an_older_form_snapshot_never_overrides_a_newer_one(studio):
     user made while it waited (applied by later events) must survive it."""
     session = studio.registry.create()
     studio.view(session, "")
-    clicked = form_of(studio, session, stamp=1000, **{"c0.prompt": "as typed before clicking"})
-    studio.page(session.token, form_of(studio, session, stamp=2000, **{"c0.prompt": "edited while queued"}),
-                studio.sync)
-    studio.page(session.token, clicked, studio.sync)
+    clicked = form_of(studio, session, **{"c0.prompt": "as typed before clicking"})  # arrives first (number 1)
+    studio.page(session.token, form_of(studio, session, **{"c0.prompt": "edited while queued"}),
+                studio.sync, arrival=2)
+    studio.page(session.token, clicked, studio.sync, arrival=1)
     assert session.director.project.shots[0].prompt == "edited while queued"
 
 

@@ -13,7 +13,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -28,21 +27,14 @@ import pytest
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 
-from svi_studio.ui.app import build_app, launch_app  # noqa: E402
 
-from conftest import make_reference  # noqa: E402
+from conftest import make_reference, serve_app  # noqa: E402
 
 SESSIONS = 4
 SHOTS = 2
 SMALL = {"width": 128, "height": 80, "num_frames": 9}
 LONG = {"width": 416, "height": 240, "num_frames": 161}  # one session's clips last long enough to probe during
 SECRET = "TOP-SECRET-CONTENT-42"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -58,13 +50,10 @@ def server(tmp_path_factory):
     """(url, demo, data_dir) of the app on the draft engine."""
     parent = Path("/var/tmp") if os.access("/var/tmp", os.W_OK) else tmp_path_factory.getbasetemp()
     data_dir = Path(tempfile.mkdtemp(prefix="svi-reliability-", dir=parent))
-    demo = build_app("draft", data_dir, max_shots=3)
-    port = free_port()
-    launch_app(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
     try:
-        yield f"http://127.0.0.1:{port}/", demo, data_dir
+        with serve_app("draft", data_dir, max_shots=3) as (url, demo):
+            yield url, demo, data_dir
     finally:
-        demo.close()
         shutil.rmtree(data_dir, ignore_errors=True)
 
 

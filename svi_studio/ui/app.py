@@ -13,6 +13,15 @@ new_project, load_example, upload_project, set_reference, set_story, set_shots,
 update_settings, render, regenerate, select_take, cancel, export, download_project,
 status. Render work (render, regenerate, style LoRA upload) shares one concurrency
 group of size 1; export has its own group of size 1; all other events stay responsive.
+
+Serving (see serving.py): the app is a `StudioBlocks`, whose `launch` — however it is
+called (`python app.py`, a Space, a test) — never serves the data folder
+(`blocked_paths`), adds the security headers and the request numbering that orders the
+page's edits, turns Gradio's monitoring routes off and limits uploads to
+`max_upload_bytes`. Options, each also an environment variable for an imported app:
+session quota (SVI_SESSION_QUOTA_GB, default 2; 0: none), idle-session TTL
+(SVI_SESSION_TTL_HOURS, default 24; 0: keep forever), largest upload
+(SVI_MAX_UPLOAD_MB, default the quota).
 """
 
 from __future__ import annotations
@@ -25,9 +34,13 @@ from typing import Any
 
 import gradio as gr
 
+from starlette.middleware import Middleware
+
 from ..engines import default_engine_name
 from . import jobs, runtime, views
 from .presenter import CARD_FIELDS, card_key
+from .params import shot_number, true_or_false
+from .serving import SHELF_FOLDER, ArrivalOrder, MediaShelf, SecurityHeaders, arrival_of
 from .speed_panel import speed_panel
 from .studio import Studio
 
@@ -43,26 +56,90 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("SVI_DATA_DIR") or "data")
 
 
-def session_ttl_s() -> float | None:
-    """How long an idle session's folder is kept: SVI_SESSION_TTL_HOURS; on a Hugging Face
-    Space (SPACE_ID set) 24 hours by default, elsewhere forever (your films stay on disk)."""
-    hours = os.environ.get("SVI_SESSION_TTL_HOURS")
-    if hours:
-        return float(hours) * 3600
-    return 24 * 3600.0 if os.environ.get("SPACE_ID") else None
+DEFAULT_QUOTA_GB = 2.0
+DEFAULT_TTL_HOURS = 24.0
+CACHE_CHECK_S = 3600  # how often Gradio's upload/output cache is checked for old files
+
+
+def env_number(name: str, default: float) -> float:
+    """A number from the environment (default when unset); ValueError names the variable."""
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}.") from None
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"{name} must be 0 or more, got {raw!r}.")
+    return value
+
+
+def as_sent(component: gr.components.Component) -> gr.components.Component:
+    """Hand the handler this input exactly as the client sent it, so the handler can say what
+    was wrong with NaN, infinity, text or nothing (gr.Number's own rounding fails on them with
+    Gradio's bare "Error"). Set on the instance rather than in a subclass: Gradio writes a
+    .pyi stub beside any module that subclasses one of its components."""
+    component.preprocess = lambda payload: payload
+    return component
+
+
+class StudioBlocks(gr.Blocks):
+    """The app's Blocks: `launch` applies the serving rules whoever calls it."""
+
+    data_dir: Path
+    max_upload_bytes: int | None = None
+
+    def launch(self, *args: Any, **kwargs: Any):
+        kwargs["blocked_paths"] = list(kwargs.get("blocked_paths") or []) + [str(self.data_dir)]
+        kwargs.setdefault("enable_monitoring", False)  # /monitoring/summary would be open to anyone
+        if self.max_upload_bytes:
+            kwargs.setdefault("max_file_size", self.max_upload_bytes)
+        app_kwargs = dict(kwargs.get("app_kwargs") or {})
+        app_kwargs["middleware"] = list(app_kwargs.get("middleware") or []) + [Middleware(SecurityHeaders),
+                                                                               Middleware(ArrivalOrder)]
+        kwargs["app_kwargs"] = app_kwargs
+        for key, value in launch_options().items():
+            kwargs.setdefault(key, value)
+        return super().launch(*args, **kwargs)
+
+
+def check_data_dir(data_dir: Path, upload_folder: Path) -> None:
+    """The data folder must not hold Gradio's upload folder (blocking it would block uploads)."""
+    if upload_folder.is_relative_to(data_dir):
+        raise ValueError(f"--data-dir {data_dir} contains Gradio's upload folder {upload_folder}; "
+                         "choose a folder of its own (or set GRADIO_TEMP_DIR elsewhere).")
 
 
 def build_app(engine_name: str | None = None, data_dir: str | Path | None = None,
-              max_shots: int | None = None) -> gr.Blocks:
-    """The SVI Studio Blocks app. Loads the engine now (once per process)."""
-    engine_name = engine_name or os.environ.get("SVI_ENGINE") or default_engine_name()
-    data_dir = Path(data_dir or default_data_dir())
-    max_shots = max_shots or int(os.environ.get("SVI_MAX_SHOTS") or DEFAULT_MAX_SHOTS)
-    engine, note = runtime.get_engine(engine_name)
-    studio = Studio(engine, data_dir, max_shots=max_shots, engine_note=note, max_idle_s=session_ttl_s())
-    blank = studio.blank
+              max_shots: int | None = None, session_quota_gb: float | None = None,
+              session_ttl_hours: float | None = None, max_upload_mb: float | None = None) -> gr.Blocks:
+    """The SVI Studio Blocks app. Loads the engine now (once per process).
 
-    with gr.Blocks(title="SVI Studio") as demo:
+    session_quota_gb: disk per session (default SVI_SESSION_QUOTA_GB, else 2; 0: no limit).
+    session_ttl_hours: idle sessions are removed after this (SVI_SESSION_TTL_HOURS, else 24;
+        0: kept forever); Gradio's cached uploads and outputs age out after the same time.
+    max_upload_mb: largest upload (SVI_MAX_UPLOAD_MB, else the quota, else 2048).
+    """
+    from gradio.utils import get_upload_folder
+
+    engine_name = engine_name or os.environ.get("SVI_ENGINE") or default_engine_name()
+    data_dir = Path(data_dir or default_data_dir()).resolve()
+    max_shots = max_shots or int(os.environ.get("SVI_MAX_SHOTS") or DEFAULT_MAX_SHOTS)
+    quota_gb = env_number("SVI_SESSION_QUOTA_GB", DEFAULT_QUOTA_GB) if session_quota_gb is None else session_quota_gb
+    ttl_hours = env_number("SVI_SESSION_TTL_HOURS", DEFAULT_TTL_HOURS) if session_ttl_hours is None else session_ttl_hours
+    quota_bytes = int(quota_gb * 2**30) if quota_gb else None
+    upload_mb = env_number("SVI_MAX_UPLOAD_MB", (quota_bytes or 2**31) / 2**20) if max_upload_mb is None else max_upload_mb
+    ttl_s = ttl_hours * 3600 if ttl_hours else None
+    upload_folder = Path(get_upload_folder()).resolve()
+    check_data_dir(data_dir, upload_folder)
+    engine, note = runtime.get_engine(engine_name)
+    studio = Studio(engine, data_dir, max_shots=max_shots, engine_note=note, max_idle_s=ttl_s,
+                    quota_bytes=quota_bytes, shelf=MediaShelf(upload_folder / SHELF_FOLDER))
+    blank = studio.blank
+    cache_age = int(ttl_s or DEFAULT_TTL_HOURS * 3600)
+
+    with StudioBlocks(title="SVI Studio", delete_cache=(min(CACHE_CHECK_S, cache_age), cache_age)) as demo:
         state = gr.State(None, delete_callback=studio.registry.forget)
         c: dict[str, Any] = {}  # component by view/form key
 
@@ -111,6 +188,8 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
                         gr.Markdown("LoRAs are unavailable on the draft engine (it does not run a diffusion model).",
                                     elem_id="lora-unavailable")
                 speed_panel(engine)  # wan engines only
+                for key in ("steps", "guidance", "width", "height", "fps", "frames"):
+                    as_sent(c[key])  # the settings check says what is wrong with a value a client sends
                 with gr.Accordion("Examples", open=True, elem_id="examples"):
                     example_buttons = []
                     if studio.presets:
@@ -160,18 +239,16 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
             api_text = gr.Textbox(label="text")
             api_text2 = gr.Textbox(label="text2")
             api_json = gr.JSON(label="json")
-            api_index = gr.Number(label="index", precision=0)
+            api_index = as_sent(gr.Number(label="index", precision=0))
             api_flag = gr.Checkbox(label="flag")
-            api_number = gr.Number(label="number")
+            api_number = as_sent(gr.Number(label="number"))
             api_file = gr.File(label="file", type="filepath")
             api_status = gr.JSON(label="status")
             api_out_file = gr.File(label="file")
             api_trigger = gr.Button("api")
 
         # -- wiring -------------------------------------------------------------------------------
-        c["stamp"] = gr.Number(visible=False, elem_id="form-stamp")
         form = [state] + [c[key] for key in studio.form_keys]
-        stamp_js = _stamp_js(form.index(c["stamp"]))
         view = [state, notice] + [c[key] for key in studio.view_keys]
         quiet = dict(show_progress="hidden", api_visibility="private")
 
@@ -181,22 +258,24 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
             count = len(extra_inputs)
             keys = studio.sync_keys if light else None
 
-            def handler(token, *values):
+            def handler(request: gr.Request, token, *values):
                 extras = values[len(values) - count:] if count else ()
                 return studio.page(token, values[: len(studio.form_keys)],
                                    lambda session: action(session, *extras),
-                                   extra_outputs=len(extra_outputs), needs_session=needs_session, keys=keys)
+                                   extra_outputs=len(extra_outputs), needs_session=needs_session, keys=keys,
+                                   arrival=arrival_of(request))
 
             settings = {**quiet, **options}
             outputs = (light_view if light else view) + list(extra_outputs)
-            return trigger(handler, inputs=form + list(extra_inputs), outputs=outputs, js=stamp_js, **settings)
+            return trigger(handler, inputs=form + list(extra_inputs), outputs=outputs, **settings)
 
         def on_job(trigger, make_job):
-            def handler(token, *values, progress=gr.Progress()):
-                yield from studio.page_job(token, values, lambda session: make_job(session, progress))
+            def handler(request: gr.Request, token, *values, progress=gr.Progress()):
+                yield from studio.page_job(token, values, lambda session: make_job(session, progress),
+                                           arrival=arrival_of(request))
 
             return trigger(handler, inputs=form, outputs=view, concurrency_id=RENDER_GROUP, concurrency_limit=1,
-                           show_progress="full", show_progress_on=[notice], api_visibility="private", js=stamp_js)
+                           show_progress="full", show_progress_on=[notice], api_visibility="private")
 
         sync = studio.sync
         on(reference_upload.upload, studio.set_reference, extra_inputs=[reference_upload])
@@ -265,19 +344,22 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
                 return iter(())
             return jobs.regenerate(session, index, cascade=kind == "regenerate_from", progress=progress)
 
-        def on_card_job(token, *values, progress=gr.Progress()):
+        def on_card_job(request: gr.Request, token, *values, progress=gr.Progress()):
             raw = values[-1]
-            yield from studio.page_job(token, values[:-1], lambda session: card_job_handler(session, progress, raw))
+            yield from studio.page_job(token, values[:-1], lambda session: card_job_handler(session, progress, raw),
+                                       arrival=arrival_of(request))
 
         card_job.change(on_card_job, inputs=form + [card_job], outputs=view, concurrency_id=RENDER_GROUP,
                         concurrency_limit=1, show_progress="full", show_progress_on=[notice],
-                        api_visibility="private", trigger_mode="multiple", js=stamp_js)
+                        api_visibility="private", trigger_mode="multiple")
 
         _wire_api(studio, state, api_trigger, api_text, api_text2, api_json, api_index, api_flag, api_number,
                   api_file, api_status, api_out_file)
 
     demo.queue(default_concurrency_limit=8)
     demo.studio = studio  # for tests and scripts: the Studio behind the page
+    demo.data_dir = data_dir
+    demo.max_upload_bytes = int(upload_mb * 2**20) if upload_mb else None
     return demo
 
 
@@ -321,16 +403,13 @@ def _shot_card(index: int, blank: dict[str, Any], c: dict[str, Any]) -> dict[str
     return card
 
 
-def _stamp_js(position: int) -> str:
-    """Client-side pre-step of every page event: stamp the form snapshot with the client's clock."""
-    return f"(...values) => {{ const sent = [...values]; sent[{position}] = Date.now(); return sent; }}"
-
-
 def _action_js(kind: str, index: int, with_value: bool = False) -> str:
-    """Client-side function writing a card action as JSON (a timestamp makes each click a change)."""
+    """Client-side function writing a card action as JSON (a page-wide counter makes each click
+    a change; the clock is not used, so a clock that steps back cannot repeat an action)."""
     value = "value" if with_value else "null"
     args = "(value)" if with_value else "()"
-    return f"{args} => JSON.stringify({{do: {kind!r}, shot: {index}, value: {value}, at: Date.now()}})"
+    return (f"{args} => JSON.stringify({{do: {kind!r}, shot: {index}, value: {value}, "
+            f"n: (window.__sviActions = (window.__sviActions || 0) + 1)}})")
 
 
 def _parse_action(raw: str | None, max_shots: int) -> tuple[str | None, int, Any]:
@@ -377,7 +456,8 @@ def _wire_api(studio: Studio, state, trigger, text, text2, json_in, index, flag,
              [json_in], "set_shots", "Make the film's shots these prompts (a JSON list of strings), in order.")
     endpoint(lambda token, settings: studio.api_call(token, lambda s: studio.update_settings(s, settings)),
              [json_in], "update_settings", "Change settings, e.g. {\"steps\": 4, \"num_frames\": 21}.")
-    endpoint(lambda token, index, take_id: studio.api_call(token, lambda s: studio.select_take(s, int(index), take_id)),
+    endpoint(lambda token, index, take_id: studio.api_call(token, lambda s: studio.select_take(
+        s, shot_number(index, len(s.director.project.shots)), take_id)),
              [index, text], "select_take", "Select an earlier take (take id) of shot `index` (0-based).")
     endpoint(lambda token: studio.api_call(token, lambda s: studio.status(s)),
              [], "status", "The project: shots with status, takes, seeds, seconds and seam scores.")
@@ -389,8 +469,11 @@ def _wire_api(studio: Studio, state, trigger, text, text2, json_in, index, flag,
         yield from studio.api_job(token, lambda s: jobs.render_all(s, progress))
 
     def api_regenerate(token, index, cascade, progress=gr.Progress()):
-        yield from studio.api_job(token, lambda s: jobs.regenerate(s, int(index), cascade=bool(cascade),
-                                                                   progress=progress))
+        def job(session):
+            shot = shot_number(index, len(session.director.project.shots))
+            return jobs.regenerate(session, shot, cascade=true_or_false(cascade, "cascade"), progress=progress)
+
+        yield from studio.api_job(token, job)
 
     endpoint(api_render, [], "render", "Render every missing or stale shot in order; streams the status after each.",
              concurrency_id=RENDER_GROUP, concurrency_limit=1)
@@ -399,11 +482,11 @@ def _wire_api(studio: Studio, state, trigger, text, text2, json_in, index, flag,
              "stale shots after it too.", concurrency_id=RENDER_GROUP, concurrency_limit=1)
 
     def api_export(token, crossfade, audio):
-        return studio.api_call(token, lambda s: str(studio.export(s, audio, crossfade)[0]))
+        return studio.api_call(token, lambda s: studio.publish(s, studio.export(s, audio, crossfade)[0]))
 
     endpoint(api_export, [number, file_in], "export", "Export the whole film; returns the mp4.",
              outs=[state, out_file], concurrency_id=EXPORT_GROUP, concurrency_limit=1)
-    endpoint(lambda token: studio.api_call(token, lambda s: str(studio.download_project(s))),
+    endpoint(lambda token: studio.api_call(token, lambda s: studio.publish(s, studio.download_project(s))),
              [], "download_project", "The project as a zip (reference, prompts, settings, takes).",
              outs=[state, out_file])
 
@@ -420,17 +503,6 @@ def launch_options() -> dict[str, Any]:
 
 def launch_app(demo: gr.Blocks, host: str | None = None, port: int | None = None, share: bool = False,
                prevent_thread_lock: bool = False, **options: Any):
-    """Launch with the app's styling; files outside the working and temp folders are only served
-    from the data folder when it lies elsewhere."""
-    studio = getattr(demo, "studio", None)
-    allowed = []
-    if studio is not None:
-        data_dir = studio.registry.data_dir
-        import tempfile
-
-        inside = [Path.cwd().resolve(), Path(tempfile.gettempdir()).resolve()]
-        if not any(data_dir.is_relative_to(folder) for folder in inside):
-            allowed.append(str(data_dir))
+    """Launch on `host`:`port` (the serving rules come with StudioBlocks.launch)."""
     return demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=prevent_thread_lock,
-                       allowed_paths=allowed or None, max_file_size=os.environ.get("SVI_MAX_FILE_SIZE", "2gb"),
-                       **launch_options(), **options)
+                       **options)

@@ -11,7 +11,7 @@ when its clip changes.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import gradio as gr
 
@@ -134,7 +134,9 @@ def take_choices(director: Director, index: int) -> tuple[tuple[str, str], ...]:
     return tuple(choices)
 
 
-def make_update(key: str, value: Any) -> Any:
+def make_update(key: str, value: Any, publish: Callable[[str], str | None] = str) -> Any:
+    """The Gradio update for one view-model value; a file is handed over as `publish(path)`
+    (the copy Gradio may serve), never as the session's own path."""
     kind = UPDATE_KIND.get(key.split(".", 1)[-1], "value")
     if kind == "visible":
         return gr.update(visible=value)
@@ -144,19 +146,29 @@ def make_update(key: str, value: Any) -> Any:
         choices, selected = value
         return gr.update(choices=list(choices), value=selected)
     if kind == "file":
-        return gr.update(value=value[0] if value else None)
+        return gr.update(value=publish(value[0]) if value else None)
     return gr.update(value=value)
 
 
 class Presenter:
     """Builds the updates for a list of component keys, diffed against what the page shows."""
 
-    def __init__(self, max_shots: int, lora_owners: dict[str, str]):
+    def __init__(self, max_shots: int, lora_owners: dict[str, str],
+                 publish: Callable[[Session, str], str | None] | None = None,
+                 clean: Callable[[str], str] | None = None):
+        """publish(session, path): the servable path of one of the session's files;
+        clean(text): the text without server paths (a broken take's reason names its file)."""
         self.max_shots = max_shots
         self.lora_owners = lora_owners
+        self.publish = publish or (lambda session, path: str(path))
+        self.clean = clean or (lambda text: text)
 
     def model(self, session: Session) -> dict[str, Any]:
-        return view_model(session, self.max_shots, self.lora_owners)
+        model = view_model(session, self.max_shots, self.lora_owners)
+        for key, value in model.items():
+            if key.endswith(".head") or key == "film":
+                model[key] = self.clean(value)
+        return model
 
     def updates(self, session: Session, keys: list[str], force: bool = False) -> list[Any]:
         model = self.model(session)
@@ -167,5 +179,5 @@ class Presenter:
                 result.append(gr.skip())
                 continue
             session.shown[key] = value
-            result.append(make_update(key, value))
+            result.append(make_update(key, value, lambda path: self.publish(session, path)))
         return result

@@ -13,13 +13,16 @@ Paths are only ever built from a token that matches TOKEN_PATTERN, never from
 anything a client sends, and are checked to stay inside the sessions folder.
 "New project" (and loading an example or a zip) starts a new token and folder; the
 old folder stays on disk until `sweep` removes folders idle for longer than the
-registry's `max_idle_s` (never one that is rendering). A page whose folder was swept
-gets a new, empty project on its next action.
+registry's `max_idle_s` (never one that is rendering), together with the files the
+session published for the browser (`MediaShelf`). A page whose folder was swept gets a
+new, empty project on its next action. `disk_use` is what the session's quota counts:
+its folder plus its published copies, each file once.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import secrets
 import shutil
@@ -33,6 +36,7 @@ from typing import Any, Callable
 from ..director import Director
 from ..engines.base import Engine
 from ..project.model import ProjectError
+from .serving import MediaShelf
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +85,7 @@ class Session:
     lock: threading.RLock = field(default_factory=threading.RLock)
     shown: dict[str, Any] = field(default_factory=dict)  # component key → value the page shows
     job: str | None = None  # "render" / "regenerate" while a render job runs
-    form_stamp: float | None = None  # client time of the newest page form applied
+    form_arrival: int | None = None  # server arrival number of the newest page form applied
     style_loras: list[str] = field(default_factory=list)  # LoRA adapters this session uploaded
     last_used: float = field(default_factory=time.time)
 
@@ -110,10 +114,12 @@ class SessionRegistry:
     """Sessions by token: in memory (most recent `keep`), reopened from disk when evicted."""
 
     def __init__(self, data_dir: str | Path, engine: Engine, blank_view: Callable[[], dict[str, Any]] = dict,
-                 keep: int = 64, max_idle_s: float | None = None):
+                 keep: int = 64, max_idle_s: float | None = None, shelf: MediaShelf | None = None):
         """keep: sessions held in memory; max_idle_s: when set, session folders idle longer than
-        this are removed (checked when sessions are created, at most every SWEEP_EVERY_S)."""
+        this are removed (checked when a session is opened or created, at most every
+        SWEEP_EVERY_S); shelf: where the sessions' files are published for the browser."""
         self.max_idle_s = max_idle_s
+        self.shelf = shelf
         self._last_sweep = 0.0
         self.data_dir = Path(data_dir).resolve()
         self.root = self.data_dir / SESSIONS_FOLDER
@@ -146,11 +152,15 @@ class SessionRegistry:
         folder = self.folder(token)
         folder.mkdir(parents=True)
         project_dir = folder / "project"
-        if make_project is None:
-            director = Director.create(project_dir, self.engine)
-            director.add_shot("")
-        else:
-            director = make_project(project_dir)
+        try:
+            if make_project is None:
+                director = Director.create(project_dir, self.engine)
+                director.add_shot("")
+            else:
+                director = make_project(project_dir)
+        except BaseException:  # a refused upload or a failed example: no folder is left behind
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
         session = Session(token=token, folder=folder, director=director, cancel=CancelFlag(folder / "cancel"),
                           shown=self.blank_view())
         session.cancel.clear()
@@ -162,6 +172,7 @@ class SessionRegistry:
         if not token:
             return None
         folder = self.folder(token)
+        self._maybe_sweep()
         with self._lock:
             session = self._sessions.get(token)
             if session is not None:
@@ -186,6 +197,11 @@ class SessionRegistry:
             if token:
                 session.shown = {}
         return session
+
+    def tokens(self) -> list[str]:
+        """Tokens of the sessions in memory (to keep them out of messages)."""
+        with self._lock:
+            return list(self._sessions)
 
     def forget(self, token: str | None) -> None:
         """Drop a session from memory (its folder stays)."""
@@ -215,7 +231,11 @@ class SessionRegistry:
             for name in [n for n, owner in self.lora_owners.items() if owner == token]:
                 self._drop_lora(name)
             shutil.rmtree(folder, ignore_errors=True)
+            if self.shelf is not None:
+                self.shelf.remove(token)
             removed.append(token)
+        if self.shelf is not None:
+            self.shelf.sweep(max_idle_s, now)
         if removed:
             log.info("removed %d idle session folder(s)", len(removed))
         return removed
@@ -228,6 +248,12 @@ class SessionRegistry:
             self.sweep(self.max_idle_s)
         except OSError:
             log.exception("could not sweep idle sessions")
+
+    def disk_use(self, session: Session) -> int:
+        """Bytes on disk for this session: its folder and its published files, each file
+        counted once (a published hard link costs nothing extra)."""
+        folders = [session.folder] + ([self.shelf.folder(session.token)] if self.shelf is not None else [])
+        return disk_use(folders)
 
     def _drop_lora(self, name: str) -> None:
         """Unload a swept session's style LoRA from the shared engine."""
@@ -248,6 +274,23 @@ class SessionRegistry:
                     break
                 if self._sessions[token].job is None:
                     del self._sessions[token]
+
+
+def disk_use(folders: list[Path]) -> int:
+    """Bytes used by the files under `folders`, each inode once (links are not followed)."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for folder in folders:
+        for root, _, files in os.walk(folder):
+            for name in files:
+                try:
+                    stat = os.lstat(os.path.join(root, name))
+                except OSError:
+                    continue
+                if (stat.st_dev, stat.st_ino) not in seen:
+                    seen.add((stat.st_dev, stat.st_ino))
+                    total += stat.st_size
+    return total
 
 
 def _last_saved(folder: Path) -> float:

@@ -6,14 +6,19 @@ whatever the user changed since the page last showed it, then the event does its
 one action (one Director call), and the page gets back only what changed. API
 endpoints call the same actions and return the project's status as JSON.
 
-Errors a user can act on (ProjectError, SettingsError, LoRA and engine errors,
-out of GPU memory, unreadable uploads) become a readable message: a toast and the
-status line on the page, an error with that message through the API. The project
-on disk and every finished clip survive them.
+Errors a user can act on (ProjectError and its kin — SettingsError, StorageError,
+UploadError, ExportError —, LoRA and engine errors, out of GPU memory, a file the disk
+refused) become a readable message: a toast and the status line on the page, an error
+with that message through the API. No message carries a server path or a session token
+(`Studio.message`). The project on disk and every finished clip survive them.
+
+Files reach the browser only through `Studio.publish` (see serving.MediaShelf). Each
+session has a disk quota (`quota_bytes`), checked before a render, an upload and an export.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import re
@@ -31,7 +36,9 @@ from ..project.model import ProjectError, random_seed
 from ..project.spec import list_project_presets, load_spec
 from ..settings import SettingsError
 from . import jobs, runtime, uploads, views
+from .params import crossfade_seconds
 from .presenter import CARD_FIELDS, Presenter, blank_model, card_key, visible_loras
+from .serving import MediaShelf, redact
 from .sessions import Session, SessionRegistry
 
 log = logging.getLogger(__name__)
@@ -41,12 +48,19 @@ SETTING_FIELDS = {"steps": "steps", "guidance": "guidance", "motion": "num_motio
                   "height": "height", "fps": "fps", "frames": "num_frames"}
 PAGE_KEYS = ("reference", "resolution", "style", "negative", "steps", "guidance", "motion", "width", "height",
              "fps", "frames", "loras", "preview", "film", "add_shot")
-USER_ERRORS = (ValueError, EngineError)  # ProjectError, SettingsError, LoraError, UploadError, ExportError, …
+USER_ERRORS = (ValueError, EngineError, OSError)  # ProjectError, SettingsError, LoraError, UploadError, …
+OS_REASONS = {errno.ENOSPC: "the server's disk is full", errno.EDQUOT: "the server's disk quota is used up",
+              errno.EROFS: "the server's disk is read-only", errno.EACCES: "the server was denied access to a file",
+              errno.EPERM: "the server was denied access to a file"}
 FIRST_PRESET = "cat-adventure"
 
 
 def user_message(error: BaseException) -> str:
-    """An exception as a sentence for the page (first letter capitalised, no traceback)."""
+    """An exception as a sentence for the page (first letter capitalised, no traceback).
+    An OSError says what went wrong, never which file (its name is a server path)."""
+    if isinstance(error, OSError):
+        reason = OS_REASONS.get(error.errno) or error.strerror or error.__class__.__name__
+        return f"{reason[0].upper()}{reason[1:]}; nothing was lost. Try again, or tell the server's admin if it persists."
     text = str(error).strip() or error.__class__.__name__
     if re.match(r"[a-z]+\b(?![.\w])", text):  # a sentence, not a file name like "cat.png is …"
         text = text[0].upper() + text[1:]
@@ -64,6 +78,14 @@ def same_value(a: Any, b: Any) -> bool:
 
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()[:60] or "film"
+
+
+def gigabytes(size: float) -> str:
+    """1.5 GB, 0.8 MB, 12 KB: a size for a message."""
+    for unit, scale in (("GB", 2**30), ("MB", 2**20)):
+        if size >= 0.1 * scale:
+            return f"{size / scale:.1f} {unit}".replace(f".0 {unit}", f" {unit}")
+    return f"{size / 2**10:.1f} KB".replace(".0 KB", " KB")
 
 
 def preset_order(paths: list[Path]) -> list[Path]:
@@ -85,20 +107,26 @@ class Studio:
     """The app's behaviour, independent of the layout."""
 
     def __init__(self, engine: Engine, data_dir: str | Path, max_shots: int = 24, engine_note: str | None = None,
-                 max_idle_s: float | None = None):
+                 max_idle_s: float | None = None, quota_bytes: int | None = None, shelf: MediaShelf | None = None):
+        """max_idle_s: sessions idle this long are removed (None: kept); quota_bytes: disk each
+        session may use (None: no limit); shelf: where files are published for the browser
+        (None: file outputs are the session's own paths, for use without a server)."""
         self.engine = engine
         self.engine_note = engine_note
         self.max_shots = max_shots
+        self.quota_bytes = quota_bytes
+        self.shelf = shelf
         self.blank = blank_model(engine, max_shots)
-        self.registry = SessionRegistry(data_dir, engine, blank_view=lambda: dict(self.blank), max_idle_s=max_idle_s)
-        self.presenter = Presenter(max_shots, self.registry.lora_owners)
+        self.registry = SessionRegistry(data_dir, engine, blank_view=lambda: dict(self.blank), max_idle_s=max_idle_s,
+                                        shelf=shelf)
+        self.presenter = Presenter(max_shots, self.registry.lora_owners, self.publish, self.message)
         self.card_keys = [card_key(i, f) for i in range(max_shots) for f in CARD_FIELDS]
         self.view_keys = list(PAGE_KEYS) + self.card_keys
         # What a plain sync (a prompt, seed or story box losing focus) can change: badges, the
         # summary, a seed typed badly (sent back as saved). Gradio rebuilds every output component it is given, even a skipped one, so the
         # frequent syncs list only these.
         self.sync_keys = ["film"] + [card_key(i, f) for i in range(max_shots) for f in ("head", "seed")]
-        self.form_keys = (["stamp"] + list(STORY_KEYS) + list(SETTING_FIELDS) + ["loras"]
+        self.form_keys = (list(STORY_KEYS) + list(SETTING_FIELDS) + ["loras"]
                           + [card_key(i, f) for f in ("prompt", "seed", "lock") for i in range(max_shots)])
         self.presets = preset_order(list_project_presets())
 
@@ -118,21 +146,22 @@ class Studio:
     def form_dict(self, values: tuple[Any, ...] | list[Any]) -> dict[str, Any]:
         return dict(zip(self.form_keys, values))
 
-    def apply_form(self, session: Session, form: dict[str, Any]) -> list[str]:
+    def apply_form(self, session: Session, form: dict[str, Any], arrival: int | None = None) -> list[str]:
         """Save what the user changed on the page since it was last shown; return problems found.
 
         A value that cannot be used is reported and left unsaved (the page gets the saved
-        value back); the rest of the form is still saved. Every event carries the whole form,
-        stamped with the client's clock when it fired: a snapshot older than one already
-        applied (a render that waited in the queue while the user kept editing) is skipped,
-        since the newer one holds all of its edits."""
+        value back); the rest of the form is still saved. Every event carries the whole form
+        as it was when the event was sent. arrival: the server's number for that request
+        (serving.ArrivalOrder, in the order requests reached the server): a snapshot that
+        arrived before one already applied (a render that waited in the queue while the user
+        kept editing) is skipped, since the later one holds all of its edits. The browser's
+        clock plays no part, so no edit is dropped because it stepped back."""
         director, shown = session.director, session.shown
         problems: list[str] = []
-        stamp = form.get("stamp")
-        if isinstance(stamp, (int, float)):
-            if session.form_stamp is not None and stamp < session.form_stamp:
+        if arrival is not None:
+            if session.form_arrival is not None and arrival < session.form_arrival:
                 return problems
-            session.form_stamp = float(stamp)
+            session.form_arrival = arrival
 
         def changed(key: str) -> bool:
             return key in form and not same_value(form[key], shown.get(key))
@@ -142,7 +171,7 @@ class Studio:
                 notices = apply() or []
                 problems.extend(n for n in notices if n)
             except USER_ERRORS as error:
-                problems.append(user_message(error))
+                problems.append(self.message(error))
             for key in keys:  # either saved, or the page gets the saved value back
                 shown[key] = form[key]
 
@@ -194,31 +223,33 @@ class Studio:
     # -- page events ---------------------------------------------------------------------------
 
     def page(self, token: str | None, values: tuple[Any, ...], action: Callable[[Session | None], Outcome | None],
-             extra_outputs: int = 0, needs_session: bool = True, keys: list[str] | None = None) -> list[Any]:
+             extra_outputs: int = 0, needs_session: bool = True, keys: list[str] | None = None,
+             arrival: int | None = None) -> list[Any]:
         """Run a page event: sync the form, do `action`, return [state, notice, *view, *extra].
 
-        needs_session=False: actions that start a new project (the page may have none yet)."""
+        needs_session=False: actions that start a new project (the page may have none yet).
+        arrival: the request's arrival number (see apply_form)."""
         form = self.form_dict(values[: len(self.form_keys)])
         session = self.registry.ensure(token) if needs_session else self.registry.get(token)
         outcome, problems = Outcome(), []
         try:
             if session is not None:
                 with session.lock:
-                    problems = self.apply_form(session, form)
+                    problems = self.apply_form(session, form, arrival)
                     outcome = action(session) or Outcome()
             else:
                 outcome = action(None) or Outcome()
         except USER_ERRORS as error:
-            problems.append(user_message(error))
+            problems.append(self.message(error))
         except Exception as error:  # a bug: keep the page usable, log the details
             log.exception("page event failed")
-            problems.append(f"Something went wrong ({error.__class__.__name__}: {error}). "
-                            "Your project is saved; the details are in the server log.")
+            problems.append(self.message(f"Something went wrong ({error.__class__.__name__}: {error}). "
+                                         "Your project is saved; the details are in the server log."))
         for problem in problems:
             gr.Warning(problem)
         if outcome.toast and outcome.notice:
             gr.Info(outcome.notice)
-        notice = " ".join(["⚠ " + p for p in problems] + ([outcome.notice] if outcome.notice else []))
+        notice = " ".join(["⚠ " + p for p in problems] + ([self.message(outcome.notice)] if outcome.notice else []))
         extra = outcome.extra or [gr.skip()] * extra_outputs
         target = outcome.session or session
         notice = notice or None  # an event with nothing to say leaves the status line as it is
@@ -234,17 +265,18 @@ class Studio:
             updates = self.presenter.updates(session, keys or self.view_keys)
         return [session.token, gr.update(value=notice) if notice is not None else gr.skip(), *updates]
 
-    def page_job(self, token: str | None, values: tuple[Any, ...], make_job: Callable[[Session], Iterator[jobs.JobUpdate]]):
+    def page_job(self, token: str | None, values: tuple[Any, ...], make_job: Callable[[Session], Iterator[jobs.JobUpdate]],
+                 arrival: int | None = None):
         """Run a render job from the page: yield the page after every shot starts and finishes."""
         form = self.form_dict(values[: len(self.form_keys)])
         session = self.registry.ensure(token)
         with session.lock:
-            problems = self.apply_form(session, form)
+            problems = self.apply_form(session, form, arrival)
         for problem in problems:
             gr.Warning(problem)
         started = False
         try:
-            for update in make_job(session):
+            for update in self.within_quota(session, make_job):
                 started = started or update.kind == "start"
                 shot = update.shot_index + 1 if update.shot_index is not None else None
                 detail = ""
@@ -252,12 +284,12 @@ class Studio:
                     detail = f"Seam {update.event.seam_score:.2f}."
                 yield self.view(session, views.job_line(update.kind, shot, update.done, update.total, detail))
         except USER_ERRORS as error:
-            message = user_message(error) + (" Finished shots are kept." if started else "")
+            message = self.message(error) + (" Finished shots are kept." if started else "")
             gr.Warning(message)
             yield self.view(session, "⚠ " + message)
         except Exception as error:
             log.exception("render job failed")
-            message = f"Rendering failed ({error.__class__.__name__}: {error}). Finished shots are kept."
+            message = self.message(f"Rendering failed ({error.__class__.__name__}: {error}). Finished shots are kept.")
             gr.Warning(message)
             yield self.view(session, "⚠ " + message)
 
@@ -270,6 +302,7 @@ class Studio:
         """An uploaded reference: opened, converted or refused by the Director's loader."""
         if not path:
             raise uploads.UploadError("no image was uploaded.")
+        self.check_upload(session, path, "upload this image")
         notices = session.director.set_reference(Path(path))
         return Outcome(" ".join(notices), toast=True)
 
@@ -320,28 +353,41 @@ class Studio:
         session.cancel.set()
         return Outcome("Cancelling after the current denoising step; finished shots are kept.")
 
-    def export(self, session: Session, audio: str | None, crossfade: float | None) -> tuple[Path, dict[str, Any]]:
+    def export(self, session: Session, audio: str | None, crossfade: Any) -> tuple[Path, dict[str, Any]]:
+        """Export the film into the session's exports folder, which then keeps only this film
+        (older exports were handed out already; they would only use up the quota)."""
+        fade = crossfade_seconds(crossfade)
+        clips = [s.clip_path for s in session.director.statuses() if s.clip_path]
+        self.require_space(session, "export the film", sum(_size(p) for p in clips))
+        if audio:
+            self.check_upload(session, audio, "add this soundtrack")
         soundtrack = uploads.keep_audio(audio, session.uploads_dir) if audio else None
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         path = session.exports_dir / f"{slug(session.director.project.name)}-{stamp}.mp4"
-        timeline = session.director.export(path, audio=soundtrack, crossfade=float(crossfade or 0.0))
+        timeline = session.director.export(path, audio=soundtrack, crossfade=fade)
+        self.remove_others(session, "*.mp4", keep={path, session.preview_path})
         return path, timeline
 
     def page_export(self, session: Session, audio: str | None, crossfade: float | None) -> Outcome:
         path, timeline = self.export(session, audio, crossfade)
         draft = " (draft)" if timeline.get("draft") else ""
         return Outcome(f"Exported{draft}: {timeline['frames']} frames, {views.seconds(timeline['seconds'])} s, "
-                       f"{timeline['width']}×{timeline['height']}.", extra=[gr.update(value=str(path), visible=True)])
+                       f"{timeline['width']}×{timeline['height']}.",
+                       extra=[gr.update(value=self.publish(session, path), visible=True)])
 
     def download_project(self, session: Session) -> Path:
+        """The project as a zip in the exports folder (the only zip kept there). Never refused
+        for the quota: downloading is how a user over it keeps their work."""
         from ..project.bundle import bundle_project
 
-        return bundle_project(session.project_dir, session.exports_dir / f"{slug(session.director.project.name)}.zip")
+        path = bundle_project(session.project_dir, session.exports_dir / f"{slug(session.director.project.name)}.zip")
+        self.remove_others(session, "*.zip", keep={path})
+        return path
 
     def page_download_project(self, session: Session) -> Outcome:
         path = self.download_project(session)
         return Outcome("Project zip ready: it holds the reference, prompts, settings and every take.",
-                       extra=[gr.update(value=str(path), visible=True)])
+                       extra=[gr.update(value=self.publish(session, path), visible=True)])
 
     def new_project(self, session: Session | None = None, name: str | None = None) -> Outcome:
         fresh = self.registry.create()
@@ -364,6 +410,7 @@ class Studio:
         from ..project.bundle import unbundle_project
 
         archive = uploads.check_zip(path)
+        self.check_upload(None, archive, "open this project", uploads.unpacked_size(archive))
 
         def unpack(root: Path) -> Director:
             unbundle_project(archive, root)
@@ -382,6 +429,8 @@ class Studio:
         from ..engines.loras import LoraSpec
 
         name = f"style_{secrets.token_hex(4)}"
+        if path:
+            self.check_upload(session, path, "add this LoRA")
         file = uploads.keep_lora(path, session.uploads_dir, name)
         with runtime.GPU_LOCK:
             note = self.engine.loras.add(LoraSpec(name=name, path=str(file), target="both", weight=0.0, role="style"))
@@ -399,6 +448,66 @@ class Studio:
         if len(session.director.project.shots) >= self.max_shots:
             raise ProjectError(f"the editor holds up to {self.max_shots} shots (set SVI_MAX_SHOTS for more).")
 
+    def require_space(self, session: Session | None, what: str, adding: int = 0) -> None:
+        """Refuse to `what` when the session would go over its disk quota (ProjectError)."""
+        if self.quota_bytes is None:
+            return
+        used = self.registry.disk_use(session) if session is not None else 0
+        if used + adding <= self.quota_bytes and (adding or used < self.quota_bytes):
+            return
+        usage = f"this session uses {gigabytes(used)} of its {gigabytes(self.quota_bytes)}"
+        if adding:
+            usage += f" and this needs about {gigabytes(adding)} more"
+        raise ProjectError(f"cannot {what}: {usage}. Delete shots you no longer need, or download the project "
+                           "and start a new one.")
+
+    def within_quota(self, session: Session, make_job: Callable[[Session], Iterator[jobs.JobUpdate]]):
+        """A render job's updates, checking the quota before it starts and before each next shot
+        (a job that goes over stops after its current clip; finished shots are kept)."""
+        self.require_space(session, "render")
+        updates = make_job(session)
+        try:
+            for update in updates:
+                yield update
+                if update.kind == "clip":
+                    self.require_space(session, "render more shots")
+        finally:
+            close = getattr(updates, "close", None)
+            if close is not None:
+                close()
+
+    def check_upload(self, session: Session | None, path: str | Path, what: str, unpacked: int | None = None) -> None:
+        """An uploaded file: never one of the files this app published (those are not uploads,
+        and may belong to another session), and within the session's quota (`unpacked`: the
+        bytes it will take once unpacked, default its own size)."""
+        if self.shelf is not None and self.shelf.contains(path):
+            raise uploads.UploadError(f"{uploads.upload_name(path)} is not an upload; choose a file from your computer.")
+        self.require_space(session, what, _size(path) if unpacked is None else unpacked)
+
+    def remove_others(self, session: Session, pattern: str, keep: set[Path]) -> None:
+        """Delete the session's exports matching `pattern` except `keep`, and their published copies."""
+        for path in session.exports_dir.glob(pattern):
+            if path not in keep:
+                path.unlink(missing_ok=True)
+                if self.shelf is not None:
+                    self.shelf.unpublish(session.token, path)
+
+    def publish(self, session: Session, path: str | Path | None) -> str | None:
+        """The path Gradio should serve for one of this session's files (see serving.MediaShelf)."""
+        if not path:
+            return None
+        if self.shelf is None:
+            return str(path)
+        return self.shelf.publish(session.token, path)
+
+    def message(self, error: BaseException | str) -> str:
+        """What a user sees of an error: its sentence, without server paths or session tokens."""
+        text = error if isinstance(error, str) else user_message(error)
+        if isinstance(error, OSError):
+            log.warning("file error shown to a user as %r: %s", text, error)
+        folders = [self.registry.data_dir] + ([self.shelf.root] if self.shelf is not None else [])
+        return redact(text, self.registry.root, folders + _gradio_folders(), list(self.registry.tokens()))
+
     def require_idle(self, session: Session, what: str) -> None:
         if session.job is not None:
             raise ProjectError(f"cannot {what} while rendering; wait for the render to finish or cancel it.")
@@ -414,8 +523,14 @@ class Studio:
         return self.registry.ensure(token)
 
     def status(self, session: Session, notices: list[str] | None = None) -> dict[str, Any]:
+        """The project as the API returns it; reasons and notices without server paths."""
         with session.lock:
-            return views.public_status(session.director, session.director.statuses(), notices)
+            status = views.public_status(session.director, session.director.statuses(),
+                                         [self.message(n) for n in notices or []])
+        for shot in status["shots"]:
+            if isinstance(shot.get("reason"), str):
+                shot["reason"] = self.message(shot["reason"])
+        return status
 
     def api_call(self, token: str | None, action: Callable[[Session], Any]) -> tuple[str, Any]:
         """Run an API action; a user error becomes gr.Error with its message."""
@@ -424,7 +539,7 @@ class Studio:
             with session.lock:
                 result = action(session)
         except USER_ERRORS as error:
-            raise gr.Error(user_message(error)) from None
+            raise gr.Error(self.message(error)) from None
         if isinstance(result, Outcome):
             target = result.session or session
             notices = [result.notice] if result.notice else []
@@ -436,14 +551,14 @@ class Studio:
         try:
             outcome = action()
         except USER_ERRORS as error:
-            raise gr.Error(user_message(error)) from None
+            raise gr.Error(self.message(error)) from None
         return outcome.session.token, self.status(outcome.session, [outcome.notice] if outcome.notice else [])
 
     def api_job(self, token: str | None, make_job: Callable[[Session], Iterator[jobs.JobUpdate]]):
         session = self.api_session(token)
         try:
             last = None
-            for update in make_job(session):
+            for update in self.within_quota(session, make_job):
                 last = update
                 yield session.token, self.status(session, [views.job_line(
                     update.kind, update.shot_index + 1 if update.shot_index is not None else None,
@@ -451,7 +566,7 @@ class Studio:
             if last is None:
                 yield session.token, self.status(session)
         except USER_ERRORS as error:
-            raise gr.Error(user_message(error)) from None
+            raise gr.Error(self.message(error)) from None
 
     def set_story(self, session: Session, style_prompt: str | None, negative_prompt: str | None) -> Outcome:
         session.director.set_story(style_prompt=style_prompt, negative_prompt=negative_prompt)
@@ -483,3 +598,17 @@ class Studio:
             raise SettingsError("settings must be a JSON object, e.g. {\"steps\": 4}.")
         notices = session.director.update_settings(**changes)
         return Outcome(" ".join(notices))
+
+
+def _size(path: str | Path | None) -> int:
+    try:
+        return Path(path).stat().st_size if path else 0
+    except OSError:
+        return 0
+
+
+def _gradio_folders() -> list[Path]:
+    """Gradio's upload folder: an uploaded file's name is the user's, its folder is the server's."""
+    from gradio.utils import get_upload_folder
+
+    return [Path(get_upload_folder())]

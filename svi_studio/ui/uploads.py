@@ -53,6 +53,16 @@ def keep_lora(path: str | Path | None, folder: Path, adapter: str) -> Path:
     return target
 
 
+def unpacked_size(path: str | Path) -> int:
+    """The bytes a zip declares its entries hold once unpacked (the bundle module checks that
+    the entries keep to it)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return sum(max(0, info.file_size) for info in archive.infolist())
+    except (OSError, zipfile.BadZipFile, ValueError):
+        raise UploadError(f"{upload_name(path)} is not a project zip (download one with 'Download project').") from None
+
+
 def check_zip(path: str | Path | None) -> Path:
     """An uploaded project bundle: must at least be a zip (the bundle module checks the rest)."""
     if not path:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
@@ -19,13 +18,13 @@ import pytest
 pytestmark = [pytest.mark.browser, pytest.mark.slow,
               pytest.mark.filterwarnings("ignore::UserWarning:gradio.helpers")]
 
-CHROMIUM = "/usr/bin/chromium"
+from conftest import CHROMIUM, LAUNCH_ARGS, serve_app  # noqa: E402
+
 if not Path(CHROMIUM).exists():
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium); this test never downloads a browser",
                 allow_module_level=True)
 sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
 
-from svi_studio.ui import build_app, launch_app  # noqa: E402
 from svi_studio.video_io import probe  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "studio-e2e"
@@ -33,8 +32,6 @@ FRAMES = 21  # frames per shot; every shot after the first keeps FRAMES - 5 (one
 PROMPTS = ['A ginger cat wakes up on a windowsill, slow push-in,\n"morning light", dust in the air',
            "The cat jumps down to the floor, pan left",
            "It trots out of the room; tracking shot, low angle"]
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update"]
 
 
 # Logs (in the page) every distinct status line and the time each shot's clip player appears,
@@ -55,19 +52,10 @@ WATCH_JS = """() => {
 }"""
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def studio_app(tmp_path_factory):
-    demo = build_app("tiny", tmp_path_factory.mktemp("svi-browser-data"), max_shots=6)
-    port = free_port()
-    launch_app(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/", demo
-    demo.close()
+    with serve_app("tiny", tmp_path_factory.mktemp("svi-browser-data"), max_shots=6) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
