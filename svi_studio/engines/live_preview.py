@@ -8,7 +8,7 @@ whichever expert ran it (Wan2.2's high- or low-noise transformer: the latents th
 tensor, so the two-expert case needs nothing special). The previous x is gone by then, but for
 flow matching
 
-    x0 = x − σ·v     at any point of an Euler step:   x_t − σ_t·v  =  x' − σ'·v,   x' = x_t + (σ' − σ_t)·v
+    x0 = x − σ·v,  the same at both ends of an Euler step x' = x_t + (σ' − σ_t)·v:  x_t − σ_t·v = x' − σ'·v
 
 so `predicted_x0(x', v, σ')` with σ' = `scheduler.sigmas[scheduler.step_index]` (the index has already
 moved on) is exact for Euler (the SVI sampler) and for UniPC's first-order steps, and close for
@@ -240,6 +240,6 @@ class LivePreviewer:
 
         def make() -> LivePreview:
             picked = strip_indices(done, self.strip)
-            return LivePreview(step, total, frames[picked].copy(), picked, "frames")
+            return LivePreview(step, total, frames[picked], picked, "frames")  # fancy indexing copies
 
         return self.offer(step, total, make)
