@@ -27,6 +27,7 @@ from ..settings import ClipSettings, validate_seed
 from ..stitching import StitchRule
 from .base import Anchor, Cancelled, CancelToken, Clip, Engine, EngineError, StepCallback, resize_to_fill
 from .camera import CameraPlan, TakeVariation, clamp_pose, crop_box, parse_camera, plan_camera
+from .live_preview import LivePreviewer
 
 #: the anchor keeps the reference at up to this many times the clip size, so crops of a
 #: push-in stay sharp; more would alias (bilinear crops do not low-pass) and cost time.
@@ -103,6 +104,7 @@ class DraftEngine(Engine):
         overlays = self.overlays(prompt, settings.width, settings.height)
 
         frames = np.empty((settings.num_frames, settings.height, settings.width, 3), dtype=np.uint8)
+        previewer = LivePreviewer.for_callback(on_step)  # live previews: a strip of the frames so far
         chunk_starts = range(0, settings.num_frames, CHUNK_FRAMES)
         for chunk, start in enumerate(chunk_starts, start=1):
             if cancel is not None and cancel.is_set():
@@ -113,6 +115,8 @@ class DraftEngine(Engine):
                 overlay.apply(frames[start:end])
             if on_step is not None:
                 on_step(chunk, len(chunk_starts))
+            if previewer is not None:
+                previewer.frames_step(chunk, len(chunk_starts), frames, end)
 
         motion_out = MotionState(
             CAMERA,

@@ -50,6 +50,8 @@ class SVIWanImageToVideoPipeline(WanImageToVideoPipeline):
     """WanImageToVideoPipeline whose condition latent follows the SVI recipes."""
 
     _svi_condition: SVICondition | None = None
+    # the step callback may also ask for this step's guided flow prediction (live preview's x0)
+    _callback_tensor_inputs = [*WanImageToVideoPipeline._callback_tensor_inputs, "noise_pred"]
 
     def __call__(self, *args, svi_condition: SVICondition | None = None, **kwargs):
         """Same arguments as WanImageToVideoPipeline, plus `svi_condition`.

@@ -17,6 +17,7 @@ from ..motion import LATENT_TAIL, PIXEL_TAIL, MotionState
 from ..settings import WAN_NEGATIVE_PROMPT, ClipSettings
 from ..stitching import StitchRule, pixel_rule, svi_pro_rule
 from .base import Anchor, Cancelled, CancelToken, Clip, Engine, EngineError, OutOfMemory, StepCallback, resize_to_fill
+from .live_preview import PREVIEW_TENSOR_INPUTS, LivePreviewer
 from .loras import LoraSpec, LoraStack
 from .presets import ModelPreset, load_preset, resolve_lora_file
 from .schedulers import make_scheduler
@@ -107,10 +108,14 @@ class WanEngine(Engine):
         # 2. The SVI condition from the anchor and the incoming motion state.
         condition, first_frame = self._condition(anchor, motion_in, settings)
 
-        # 3. Denoise; the step callback reports progress and honours cancel.
+        # 3. Denoise; the step callback reports progress (and live previews, if asked) and honours cancel.
+        previewer = LivePreviewer.for_callback(on_step)
+
         def step_end(pipe, step, timestep, callback_kwargs):
             if on_step is not None:
                 on_step(step + 1, settings.steps)
+            if previewer is not None:
+                previewer.wan_step(pipe, step + 1, settings.steps, callback_kwargs)
             if cancel is not None and cancel.is_set():
                 raise Cancelled()
             return {}
@@ -134,6 +139,7 @@ class WanEngine(Engine):
                 generator=generator,
                 output_type="latent",
                 callback_on_step_end=step_end,
+                callback_on_step_end_tensor_inputs=PREVIEW_TENSOR_INPUTS,
                 svi_condition=condition,
                 **kwargs,
             ).frames  # (1, 16, T', h, w), denoised and normalised
