@@ -1,4 +1,4 @@
-"""Reading and writing clip files (H.264 mp4, yuv420p) with imageio-ffmpeg.
+"""Reading and writing clip files (H.264 mp4, yuv420p) with the ffmpeg that imageio-ffmpeg ships.
 
 Writes are atomic: the file is written under a temporary name in the target folder,
 its frame count is checked, and it is renamed into place.
@@ -12,6 +12,7 @@ with a clip's length, whatever the file says about itself.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import subprocess
@@ -65,15 +66,7 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: int, crf: str = CLIP_CR
     os.close(fd)
     try:
         # 1. Encode: raw rgb24 frames in, one H.264 frame out per frame in (no resampling of time).
-        writer = imageio_ffmpeg.write_frames(
-            tmp, (width, height), fps=int(fps), codec="libx264", pix_fmt_in="rgb24", pix_fmt_out="yuv420p",
-            quality=None, macro_block_size=1, ffmpeg_log_level="error",
-            output_params=["-crf", crf, "-preset", CLIP_PRESET, "-movflags", "+faststart"],
-        )
-        writer.send(None)
-        for frame in frames:
-            writer.send(np.ascontiguousarray(frame))
-        writer.close()
+        _encode(tmp, frames, int(fps), crf)
         # 2. Check what was written, then make it durable and visible.
         info = probe_clip(tmp, max_frames=count)
         if (info.frames, info.width, info.height) != (count, width, height):
@@ -86,6 +79,44 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: int, crf: str = CLIP_CR
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def _encode(path: str, frames: np.ndarray, fps: int, crf: str) -> None:
+    """Pipe `frames` (T, H, W, 3) uint8 through ffmpeg/libx264 into `path`.
+
+    imageio-ffmpeg's own writer neither reports ffmpeg's exit status nor its error text, so a
+    full disk would pass unnoticed; ffmpeg's errors go to a temporary file and a failure is raised
+    as OSError (with the errno its text names, e.g. ENOSPC) so callers can say what happened."""
+    height, width = frames.shape[1:3]
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-hide_banner", "-nostdin", "-loglevel", "error",
+               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", "-",
+               "-an", "-c:v", "libx264", "-preset", CLIP_PRESET, "-crf", crf, "-pix_fmt", "yuv420p",
+               "-movflags", "+faststart", path]
+    with tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors)
+        try:
+            for frame in frames:
+                process.stdin.write(np.ascontiguousarray(frame).data)
+            process.stdin.close()
+        except BrokenPipeError:
+            pass  # ffmpeg stopped early: its exit status and error text say why
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+        code = process.wait()
+        if code != 0:
+            errors.seek(0)
+            text = errors.read().decode("utf-8", errors="replace").strip()
+            raise _ffmpeg_os_error(text or f"ffmpeg exited with status {code}")
+
+
+def _ffmpeg_os_error(text: str) -> OSError:
+    """ffmpeg's error text as an OSError, with the errno of the system error it names (if any)."""
+    for code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO):
+        if os.strerror(code).lower() in text.lower():
+            return OSError(code, os.strerror(code))
+    return OSError(f"ffmpeg could not write the clip ({_ffmpeg_reason(text)})")
 
 
 _STREAM_LINE = re.compile(r"Stream #\d+:\d+.*?: Video: (?P<codec>\w+).*")
@@ -148,17 +179,6 @@ def iter_frames(path: str | Path, width: int, height: int, start: int = 0, stop:
                 yield np.frombuffer(chunk, dtype=np.uint8).reshape(height, width, 3)
     finally:
         reader.close()  # stops ffmpeg if we leave early
-
-
-def read_frames(path: str | Path) -> np.ndarray:
-    """Decode every frame of a trusted video file (one this program wrote) → uint8 (T, H, W, 3)."""
-    reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
-    meta = next(reader)
-    width, height = meta["size"]
-    frames = [np.frombuffer(chunk, dtype=np.uint8).reshape(height, width, 3) for chunk in reader]
-    if not frames:
-        raise VideoFileError(f"{Path(path).name}: no frames could be decoded")
-    return np.stack(frames)
 
 
 def probe(path: str | Path) -> dict:
