@@ -54,10 +54,11 @@ def export_film(director: "Director", out_path: Path, audio: str | Path | None =
     """Write the film to `out_path` (atomic) and its timeline beside it; return the timeline."""
     from moviepy import AudioClip, AudioFileClip, VideoClip, concatenate_audioclips
 
-    fps = director.project.settings.fps
     segments = segments if segments is not None else director.film_segments(strict=True)
     if not segments:
         raise ExportError("nothing to export: no shot has a take yet.")
+    for segment in segments:  # every clip is what its take declares (header and packets only), before writing
+        director.store.check_clip(segment.shot_id, segment.take.id)
     fps = segments[0].take.fps
     if any(segment.take.fps != fps for segment in segments):
         raise ExportError("the selected takes were rendered at different fps; re-render the odd ones out.")
@@ -74,9 +75,6 @@ def export_film(director: "Director", out_path: Path, audio: str | Path | None =
     first = segments[0].take
     width = _even(int(round(first.width * scale)))
     height = _even(int(round(first.height * scale)))
-
-    for segment in segments:  # every clip is what its take declares (header and packets only), before writing
-        director.store.check_clip(segment.shot_id, segment.take.id)
 
     frames = FilmFrames(lambda: film_frames(director, plan, fade, (width, height)))
     duration = total / fps
