@@ -17,13 +17,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench_reference_memory import PeakSampler  # noqa: E402  (bench/ is on sys.path: this script's folder)
 
 MB = 1024**2
 
@@ -44,28 +45,16 @@ def child(root: Path, action: str) -> None:
     from svi_studio.director import Director
 
     director = Director.open(root, None)
-    process = psutil.Process()
-    idle = peak = process.memory_info().rss
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, process.memory_info().rss)
-            time.sleep(0.005)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
+    idle = psutil.Process().memory_info().rss
     started = time.perf_counter()
-    if action == "export":
-        frames = director.export(root.parent / f"{root.name}-film.mp4")["frames"]
-    else:
-        director.preview(root.parent / f"{root.name}-preview.mp4")
-        frames = sum(segment.end - segment.start for segment in director.film_segments(strict=False))
+    with PeakSampler() as sampler:
+        if action == "export":
+            frames = director.export(root.parent / f"{root.name}-film.mp4")["frames"]
+        else:
+            director.preview(root.parent / f"{root.name}-preview.mp4")
+            frames = sum(segment.end - segment.start for segment in director.film_segments(strict=False))
     seconds = time.perf_counter() - started
-    done.set()
-    sampler.join()
-    peak = max(peak, process.memory_info().rss)
+    peak = sampler.peak
     print(json.dumps({"peak": (peak - idle) / MB, "idle": idle / MB, "seconds": seconds, "frames": frames}))
 
 
