@@ -179,6 +179,7 @@ def film_frames(director: "Director", plan: list[dict[str, Any]], fade: int,
         return store.iter_frames(segment.shot_id, segment.take.id, segment.start, segment.end)
 
     current: Iterator[np.ndarray] | None = None
+    following: Iterator[np.ndarray] | None = None
     skip = 0  # frames of `current` already blended into the previous cut
     try:
         for position, item in enumerate(plan):
@@ -198,10 +199,11 @@ def film_frames(director: "Director", plan: list[dict[str, Any]], fade: int,
                 blended = before.astype(np.float32) * (1 - alpha) + after.astype(np.float32) * alpha
                 yield _fit(blended.round().astype(np.uint8), size)
             current.close()
-            current, skip = following, overlap
+            current, following, skip = following, None, overlap
     finally:
-        if current is not None:
-            current.close()
+        for stream in (current, following):
+            if stream is not None:
+                stream.close()
 
 
 def _next_frame(frames: Iterator[np.ndarray], item: dict[str, Any]) -> np.ndarray:
