@@ -422,6 +422,8 @@ TRANSIENT = {
 BROKEN_ERRORS = {
     "undecodable": RuntimeError("Invalid data found when processing input"),
     "imageio's failure to read meta data": OSError("Could not load meta information"),
+    "ffmpeg naming the file by its server path": RuntimeError("/srv/svi/sessions/4f2a/takes/s1/t1/clip.mp4: "
+                                                              "Invalid data found when processing input"),
 }
 
 
@@ -458,9 +460,12 @@ def test_a_transient_failure_reading_a_clip_leaves_the_take_fresh(tmp_path, rend
 def test_an_undecodable_clip_makes_the_take_broken(tmp_path, rendered, monkeypatch, name):
     director = Director.open(copy_of(rendered, tmp_path), None)
     monkeypatch.setattr(store_module, "iter_frames", raising(BROKEN_ERRORS[name]))
-    with pytest.raises(BrokenTake, match="cannot be decoded"):
+    with pytest.raises(BrokenTake, match="cannot be decoded") as info:
         director.preview(tmp_path / "preview.mp4")
-    assert [s.status for s in director.statuses()][0] == BROKEN
+    status = director.statuses()[0]
+    assert status.status == BROKEN
+    for text in (str(info.value), status.reason):
+        assert "/srv/" not in text and str(tmp_path) not in text, text
 
 
 def test_a_missing_clip_makes_the_take_broken(tmp_path, rendered):

@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 from datetime import datetime, timezone
@@ -83,8 +84,11 @@ def _reason(error: BaseException) -> str:
         return f"reading it took longer than {error.timeout:g} s"
     if isinstance(error, MemoryError):
         return "out of memory"
-    text = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
-    return text if not text.startswith("/") else type(error).__name__
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return _ABSOLUTE_PATH.sub(lambda match: match.group(1), text)[:160]
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[^\s/:'\"]+/)+([^\s/:'\"]+)")  # shown as its last part only
 
 
 class StorageError(ProjectError):
