@@ -227,7 +227,7 @@ def _in_turn(image: Image.Image, label: str, owned: bool) -> tuple[Image.Image, 
     LARGE_DECODES_AT_ONCE at a time (others wait), so the server's memory is bounded whatever
     the number of concurrent uploads. owned: the image was made here and is closed (its pixels
     freed) before the next large picture starts; the memory it held is handed back to the OS."""
-    large = image.width * image.height > LARGE_REFERENCE_PIXELS
+    large = LARGE_REFERENCE_PIXELS < image.width * image.height <= MAX_REFERENCE_PIXELS  # larger: refused at once
     with _LARGE_DECODES if large else contextlib.nullcontext():
         try:
             return _normalise(image, label, [])
