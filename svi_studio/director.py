@@ -32,7 +32,7 @@ from .project.model import SHOT_OVERRIDE_KEYS, Project, ProjectError, Shot, Take
 from .project.status import BROKEN, FRESH, MISSING, RENDERING, STALE, recipe_fingerprint, stale_reason
 from .project.store import BrokenTake, ProjectStore, image_fingerprint, to_jsonable
 from .reference import load_reference
-from .seams import seam_score
+from .seams import seam_score, tail_window
 from .settings import ClipSettings, SettingsError, fit_resolution, normalise_settings, validate_seed
 from .stitching import StitchRule, kept_range
 
@@ -167,7 +167,7 @@ class Director:
         self.notices: list[str] = []
         self.rendering: set[str] = set()  # shot ids being rendered right now
         self._anchors: OrderedDict[tuple, Anchor] = OrderedDict()
-        self._frames: OrderedDict[str, np.ndarray] = OrderedDict()  # take id → decoded frames (small LRU)
+        self._frames: OrderedDict[str, np.ndarray] = OrderedDict()  # take id → its last kept frames (seams; small LRU)
         unknown = sorted(self.project.extra) + sorted({k for shot in self.project.shots for k in shot.extra})
         if unknown:
             self.notices.append(f"project.json holds entries this version of SVI Studio does not use "
@@ -621,9 +621,7 @@ class Director:
         before = None
         if upstream_take is not None:  # read (and check) the upstream clip before spending GPU time
             upstream_shot = self.project.shots[index - 1]
-            upstream_rule = StitchRule(**self.store.take(upstream_shot.id, upstream_take).stitch_rule)
-            before = self._take_frames(upstream_shot.id, upstream_take)
-            before = before[: len(before) - upstream_rule.drop_tail]
+            before = self._take_frames(upstream_shot.id, upstream_take)  # its last kept frames
         recipe = self.recipe(shot)
 
         # 2. Generate.
@@ -633,7 +631,7 @@ class Director:
 
         self.rendering.add(shot.id)
         try:
-            with _out_of_memory_as_message(settings):
+            with _out_of_memory_as_message(settings, engine.is_draft):
                 anchor = self._anchor(shot, settings)
                 started_at, started = time.time(), time.perf_counter()
                 clip = engine.generate_clip(anchor, motion_in, prompt, self.project.negative_prompt,
@@ -669,7 +667,7 @@ class Director:
             self._select_new_take(shot, take)
         finally:
             self.rendering.discard(shot.id)
-        self._remember_frames(take.id, clip.frames)
+        self._remember_frames(take.id, clip.frames[slice(*tail_window(len(clip.frames), rule.drop_tail))].copy())
         return ClipEvent(index, shot.id, take.id, str(self.store.clip_path(shot.id, take.id)),
                          seam["score"] if seam else None, take.timings, job_index, job_size)
 
@@ -700,7 +698,7 @@ class Director:
 
     def _take_frames(self, shot_id: str, take_id: str) -> np.ndarray:
         if take_id not in self._frames:
-            self._remember_frames(take_id, self.store.frames(shot_id, take_id))
+            self._remember_frames(take_id, self.store.seam_frames(shot_id, take_id))
         self._frames.move_to_end(take_id)
         return self._frames[take_id]
 
@@ -786,27 +784,32 @@ def clean_text(value: Any, what: str, notices: list[str] | None = None) -> str:
 
 OUT_OF_MEMORY_ADVICE = ("Turn on CPU offload (offload \"model\", or \"group\" on 24 GB cards, in the model preset) "
                         "or lower the resolution or the frames per shot, then render again; finished shots are kept.")
+# The draft engine has no model to offload: it runs on the CPU, in this machine's memory.
+DRAFT_OUT_OF_MEMORY_ADVICE = ("The draft engine works in this machine's memory: lower the resolution or the frames "
+                              "per shot (or close other programs), then render again; finished shots are kept.")
 
 
 @contextmanager
-def _out_of_memory_as_message(settings: ClipSettings) -> Iterator[None]:
-    """Any engine's out-of-memory error as engines.base.OutOfMemory with advice the user can act on."""
+def _out_of_memory_as_message(settings: ClipSettings, is_draft: bool = False) -> Iterator[None]:
+    """Any engine's out-of-memory error as engines.base.OutOfMemory with advice the user can act on
+    (is_draft: the engine runs on the CPU, so no GPU or offload advice)."""
+    advice = DRAFT_OUT_OF_MEMORY_ADVICE if is_draft else OUT_OF_MEMORY_ADVICE
+    what = f"{settings.width}x{settings.height}, {settings.num_frames} frames"
     try:
         yield
     except OutOfMemory as error:
         text = str(error)
-        raise OutOfMemory(text if "offload" in text else f"{text.rstrip('.')}. {OUT_OF_MEMORY_ADVICE}") from None
+        raise OutOfMemory(text if "offload" in text and not is_draft else f"{text.rstrip('.')}. {advice}") from None
     except (torch.OutOfMemoryError, MemoryError) as error:
         _free_accelerator_memory()
-        where = "the GPU" if isinstance(error, torch.OutOfMemoryError) else "this machine"
-        raise OutOfMemory(f"{where} ran out of memory rendering {settings.width}x{settings.height}, "
-                          f"{settings.num_frames} frames. {OUT_OF_MEMORY_ADVICE}") from None
+        where = "the GPU" if isinstance(error, torch.OutOfMemoryError) and not is_draft else "this machine"
+        raise OutOfMemory(f"{where} ran out of memory rendering {what}. {advice}") from None
     except RuntimeError as error:
         if "out of memory" not in str(error).lower():
             raise
         _free_accelerator_memory()
-        raise OutOfMemory(f"the accelerator ran out of memory rendering {settings.width}x{settings.height}, "
-                          f"{settings.num_frames} frames. {OUT_OF_MEMORY_ADVICE}") from None
+        where = "this machine" if is_draft else "the accelerator"
+        raise OutOfMemory(f"{where} ran out of memory rendering {what}. {advice}") from None
 
 
 def _free_accelerator_memory() -> None:

@@ -1,7 +1,7 @@
 """Export: the selected takes, stitched, written with moviepy as an H.264 mp4.
 
-Frames are pulled lazily (one or two takes decoded at a time), so memory does not
-grow with the film's length. Cuts follow `Director.film_segments` — the same
+Frames are streamed (`film_frames`: one frame of at most two takes decoded at a
+time), so memory does not grow with the clips' or the film's length. Cuts follow `Director.film_segments` — the same
 stitching the preview uses — so with no crossfade the file's frame count is exactly
 the stitching rule's. A crossfade of d seconds overlaps the last n = round(d·fps)
 kept frames before a cut with the first n after it (the film gets n frames shorter
@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 from PIL import Image
 
 from .fsutil import atomic_write_json, fsync_dir, remove_stale_temps
 from .project.model import ProjectError
+from .video_io import probe_clip
 
 if TYPE_CHECKING:
     from .director import Director, FilmSegment
@@ -54,10 +54,11 @@ def export_film(director: "Director", out_path: Path, audio: str | Path | None =
     """Write the film to `out_path` (atomic) and its timeline beside it; return the timeline."""
     from moviepy import AudioClip, AudioFileClip, VideoClip, concatenate_audioclips
 
-    fps = director.project.settings.fps
     segments = segments if segments is not None else director.film_segments(strict=True)
     if not segments:
         raise ExportError("nothing to export: no shot has a take yet.")
+    for segment in segments:  # every clip is what its take declares (header and packets only), before writing
+        director.store.check_clip(segment.shot_id, segment.take.id)
     fps = segments[0].take.fps
     if any(segment.take.fps != fps for segment in segments):
         raise ExportError("the selected takes were rendered at different fps; re-render the odd ones out.")
@@ -75,38 +76,13 @@ def export_film(director: "Director", out_path: Path, audio: str | Path | None =
     width = _even(int(round(first.width * scale)))
     height = _even(int(round(first.height * scale)))
 
-    decoded: OrderedDict[str, np.ndarray] = OrderedDict()
-
-    def frames_of(segment) -> np.ndarray:
-        key = segment.take.id
-        if key not in decoded:
-            decoded[key] = director.store.frames(segment.shot_id, key)
-            while len(decoded) > 2:
-                decoded.popitem(last=False)
-        return decoded[key]
-
-    def segment_frame(item: dict[str, Any], offset: int) -> np.ndarray:
-        segment = item["segment"]
-        return frames_of(segment)[segment.start + offset]
-
-    def film_frame(index: int) -> np.ndarray:
-        index = min(max(index, 0), total - 1)
-        for position, item in enumerate(plan):
-            if item["film_first"] <= index < item["film_first"] + item["length"]:
-                offset = index - item["film_first"]
-                frame = segment_frame(item, offset)
-                nxt = plan[position + 1] if position + 1 < len(plan) else None
-                if fade and nxt is not None and index >= nxt["film_first"]:
-                    alpha = (index - nxt["film_first"] + 1) / (fade + 1)
-                    other = segment_frame(nxt, index - nxt["film_first"])
-                    frame = (frame.astype(np.float32) * (1 - alpha) + other.astype(np.float32) * alpha).round().astype(np.uint8)
-                break
-        if frame.shape[:2] != (height, width):
-            frame = np.asarray(Image.fromarray(frame).resize((width, height), Image.Resampling.LANCZOS))
-        return frame
-
+    frames = FilmFrames(lambda: film_frames(director, plan, fade, (width, height)))
     duration = total / fps
-    video = VideoClip(lambda t: film_frame(int(round(t * fps))), duration=(total + 1e-3) / fps)
+    try:  # moviepy asks for frame int(duration * fps) - 1 last: the 1e-3 keeps float error from losing one
+        video = VideoClip(lambda t: frames.get(min(int(round(t * fps)), total - 1)), duration=(total + 1e-3) / fps)
+    except BaseException:
+        frames.close()
+        raise
     audio_clip = None
     if audio:
         try:
@@ -136,6 +112,10 @@ def export_film(director: "Director", out_path: Path, audio: str | Path | None =
             preset="medium" if quality == "final" else "veryfast",
             ffmpeg_params=["-crf", QUALITY[quality], "-pix_fmt", "yuv420p", "-movflags", "+faststart"],
         )
+        written = probe_clip(tmp, max_frames=total).frames
+        if written != total:
+            raise ExportError(f"the film came out {written} frames long instead of {total}; nothing was saved. "
+                              "Please report this (with the fps and the number of shots).")
         os.replace(tmp, out_path)
         fsync_dir(out_path.parent)
     except BaseException as error:
@@ -146,6 +126,7 @@ def export_film(director: "Director", out_path: Path, audio: str | Path | None =
             raise storage_error(error, f"the film {out_path.name}", out_path.parent) from None
         raise
     finally:
+        frames.close()
         video.close()
         if audio_clip is not None:
             audio_clip.close()
@@ -181,6 +162,85 @@ def export_film(director: "Director", out_path: Path, audio: str | Path | None =
     if write_timeline:
         atomic_write_json(timeline_path(out_path), timeline)
     return timeline
+
+
+def film_frames(director: "Director", plan: list[dict[str, Any]], fade: int,
+                size: tuple[int, int]) -> Iterator[np.ndarray]:
+    """The film's frames in order, uint8 (height, width, 3) each, `size` = (width, height).
+
+    Each take is streamed (`ProjectStore.iter_frames`): at most two clips are open at once
+    (both sides of a crossfade) and one frame of each is in memory, so memory does not grow
+    with the length of the clips or of the film. A crossfade blends the last `fade` kept
+    frames before a cut with the first `fade` after it."""
+    store = director.store
+
+    def stream(item: dict[str, Any]) -> Iterator[np.ndarray]:
+        segment = item["segment"]
+        return store.iter_frames(segment.shot_id, segment.take.id, segment.start, segment.end)
+
+    current: Iterator[np.ndarray] | None = None
+    following: Iterator[np.ndarray] | None = None
+    skip = 0  # frames of `current` already blended into the previous cut
+    try:
+        for position, item in enumerate(plan):
+            if current is None:
+                current, skip = stream(item), 0
+            overlap = fade if position < len(plan) - 1 else 0
+            for _ in range(skip, item["length"] - overlap):
+                yield _fit(_next_frame(current, item), size)
+            if not overlap:
+                current.close()
+                current = None
+                continue
+            following = stream(plan[position + 1])
+            for step in range(overlap):
+                alpha = (step + 1) / (fade + 1)
+                before, after = _next_frame(current, item), _next_frame(following, plan[position + 1])
+                blended = before.astype(np.float32) * (1 - alpha) + after.astype(np.float32) * alpha
+                yield _fit(blended.round().astype(np.uint8), size)
+            current.close()
+            current, following, skip = following, None, overlap
+    finally:
+        for stream in (current, following):
+            if stream is not None:
+                stream.close()
+
+
+def _next_frame(frames: Iterator[np.ndarray], item: dict[str, Any]) -> np.ndarray:
+    try:
+        return next(frames)
+    except StopIteration:  # store.iter_frames raises BrokenTake for a short clip; this is a backstop
+        raise ExportError(f"shot {item['segment'].shot_index + 1}'s clip ended early; render it again.") from None
+
+
+def _fit(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`frame` resized to `size` = (width, height) if it is not that size already."""
+    if frame.shape[1::-1] == size:
+        return frame
+    return np.asarray(Image.fromarray(frame).resize(size, Image.Resampling.LANCZOS))
+
+
+class FilmFrames:
+    """Film frames by index for moviepy, which asks for them in order (frame 0 twice: once to
+    learn the size). A request for an earlier frame restarts the stream from the film's start."""
+
+    def __init__(self, open_stream: Callable[[], Iterator[np.ndarray]]):
+        self._open = open_stream
+        self._stream: Iterator[np.ndarray] | None = None
+        self._index, self._frame = -1, None
+
+    def get(self, index: int) -> np.ndarray:
+        if self._stream is None or index < self._index:
+            self.close()
+            self._stream, self._index = self._open(), -1
+        while self._index < index:
+            self._frame, self._index = next(self._stream), self._index + 1
+        return self._frame
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
 
 
 def _even(value: int) -> int:

@@ -29,9 +29,13 @@ What it does:
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import io
 import os
 import struct
+import sys
+import threading
 import warnings
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -49,6 +53,19 @@ MAX_CLIP_ASPECT = 4.0  # settings.fit_resolution clamps clips to 4:1 / 1:4
 NEUTRAL_BACKGROUND = (128, 128, 128)  # transparent areas are composited onto this grey
 ALLOWED_FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
 FORMAT_HINT = "Use a PNG, JPEG or WebP picture"
+HIGH_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")  # greyscale with more than 8 bits per pixel
+ORIENTATION_TAG = 0x0112  # EXIF Orientation; 1 is upright
+# Pictures over LARGE_REFERENCE_PIXELS are decoded at most LARGE_DECODES_AT_ONCE at a time: a 40 MP float TIFF
+# needs about 320 MB while it is converted, so 8 concurrent uploads would otherwise need 2.5 GB at once.
+LARGE_REFERENCE_PIXELS = 12_000_000
+LARGE_DECODES_AT_ONCE = 2
+_LARGE_DECODES = threading.BoundedSemaphore(LARGE_DECODES_AT_ONCE)
+try:
+    _LIBC = ctypes.CDLL("libc.so.6") if sys.platform.startswith("linux") else None
+    _LIBC.malloc_trim  # noqa: B018 - glibc only (not musl)
+except (OSError, AttributeError):
+    _LIBC = None
+STRIP_PIXELS = 1 << 20  # pixels per strip when reducing them to 8 bits (4 MB of float32)
 
 # Everything Pillow raises for a file it cannot decode (SyntaxError: broken PNG chunks;
 # struct/zlib errors and EOFError: cut-off files; MemoryError: absurd headers).
@@ -76,9 +93,9 @@ def load_reference(source: Source, name: str | None = None) -> tuple[Image.Image
         raise ReferenceError("no reference image was given. Upload a picture of your character or scene "
                              f"({FORMAT_HINT.lower()}).")
     if isinstance(source, Image.Image):
-        return _normalise(source, name or "the image", [])
+        return _in_turn(source, name or "the image", owned=False)
     if isinstance(source, np.ndarray):
-        return _normalise(_from_array(source, name or "the image"), name or "the image", [])
+        return _in_turn(_from_array(source, name or "the image"), name or "the image", owned=True)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         label = name or path.name or str(path)
@@ -120,7 +137,7 @@ def _open(handle: BinaryIO, label: str) -> tuple[Image.Image, list[str]]:
     except _DECODE_ERRORS as error:
         raise ReferenceError(_damaged(label, error)) from None
     with image:
-        return _normalise(image, label, [])
+        return _in_turn(image, label, owned=True)
 
 
 def _formats() -> list[str]:
@@ -158,6 +175,79 @@ def _normalise(image: Image.Image, label: str, notices: list[str]) -> tuple[Imag
     if min(width, height) < MIN_REFERENCE_SIDE:
         raise ReferenceError(f"{label} is only {width}×{height} pixels; a reference needs at least "
                              f"{MIN_REFERENCE_SIDE} pixels on each side (a few hundred is better). Use a larger picture.")
+    rgb = _decode(image, label, notices)
+    width, height = rgb.size
+    if max(width, height) / min(width, height) > MAX_CLIP_ASPECT:
+        ratio = f"1:{height / width:.0f}" if height > width else f"{width / height:.0f}:1"
+        notices.append(f"{label} is {width}×{height} ({ratio}); clips are at most 4:1 (or 1:4), "
+                       "so the middle of the picture is used.")
+    if min(width, height) < SMALL_REFERENCE_SIDE:
+        notices.append(f"{label} is small ({width}×{height}); it is upscaled to the clip size, so expect soft detail. "
+                       "A picture of 512 pixels or more on each side works better.")
+    return rgb, notices
+
+
+def _to_8_bit(image: Image.Image) -> np.ndarray:
+    """A 16-bit, 32-bit integer or float greyscale image as uint8 (H, W), converted in row strips.
+
+    Scale: float images whose maximum is at most 1 are 0..1 (×255); 32-bit integers holding
+    only 8-bit values are kept; anything else is the 16-bit range 0..65535 (÷257). NaN becomes 0.
+    Only one strip of float32 is alive at a time (STRIP_PIXELS), never a float64 copy of the
+    whole picture: a 40 MP float TIFF costs its own 160 MB plus the 40 MB result."""
+    width, height = image.size
+    rows = max(1, STRIP_PIXELS // max(width, 1))
+    strips = [(top, min(height, top + rows)) for top in range(0, height, rows)]
+
+    def strip(top: int, bottom: int) -> np.ndarray:
+        return np.array(image.crop((0, top, width, bottom)), dtype=np.float32)  # a writable copy of one strip
+
+    # 1. The scale, from the picture's largest value (NaN ignored).
+    largest = max((float(np.nanmax(values)) if not np.isnan(values).all() else 0.0
+                   for values in (strip(top, bottom) for top, bottom in strips)), default=0.0)
+    if image.mode == "F" and largest <= 1.0:
+        scale = 255.0
+    elif image.mode == "I" and largest <= 255:
+        scale = 1.0  # 32-bit integers holding 8-bit values
+    else:
+        scale = 1 / 257.0  # 16-bit range 0..65535 → 0..255
+    # 2. Each strip scaled, rounded and clipped in place, into the uint8 result.
+    out = np.empty((height, width), dtype=np.uint8)
+    for top, bottom in strips:
+        values = strip(top, bottom)
+        np.multiply(values, scale, out=values)
+        np.nan_to_num(values, copy=False, nan=0.0)
+        np.clip(values, 0, 255, out=values)
+        np.rint(values, out=values)
+        out[top:bottom] = values
+    return out
+
+
+def _in_turn(image: Image.Image, label: str, owned: bool) -> tuple[Image.Image, list[str]]:
+    """`_normalise`, with pictures over LARGE_REFERENCE_PIXELS taking turns: at most
+    LARGE_DECODES_AT_ONCE at a time (others wait), so the server's memory is bounded whatever
+    the number of concurrent uploads. owned: the image was made here and is closed (its pixels
+    freed) before the next large picture starts; the memory it held is handed back to the OS."""
+    large = LARGE_REFERENCE_PIXELS < image.width * image.height <= MAX_REFERENCE_PIXELS  # larger: refused at once
+    with _LARGE_DECODES if large else contextlib.nullcontext():
+        try:
+            return _normalise(image, label, [])
+        finally:
+            if owned:
+                image.close()
+            if large:
+                _return_freed_memory()
+
+
+def _return_freed_memory() -> None:
+    """Ask glibc to hand freed memory back to the OS. It keeps freed blocks of up to 32 MB (Pillow
+    allocates images in 16 MB blocks) in its per-thread arenas, so without this the server would
+    keep the peak of a burst of large uploads for good. Does nothing on other C libraries."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _decode(image: Image.Image, label: str, notices: list[str]) -> Image.Image:
+    """Decode `image` (first frame), apply its EXIF orientation and convert it to 8-bit RGB."""
     try:
         frames = getattr(image, "n_frames", 1) or 1  # counting frames reads the whole file: inside the try
         if frames > 1:
@@ -172,26 +262,17 @@ def _normalise(image: Image.Image, label: str, notices: list[str]) -> tuple[Imag
     except _DECODE_ERRORS as error:
         raise ReferenceError(_damaged(label, error)) from None
     try:
-        oriented = ImageOps.exif_transpose(image)
-        image = oriented if oriented is not None else image
+        if image.getexif().get(ORIENTATION_TAG, 1) != 1:  # exif_transpose copies even an upright picture
+            image = ImageOps.exif_transpose(image)
     except Exception:  # a damaged EXIF block: keep the pixels as stored
         pass
     try:
-        rgb = _to_rgb(image, label, notices)
+        return _to_rgb(image, label, notices)
     except ReferenceError:
         raise
     except (ValueError, OSError) as error:
         raise ReferenceError(f"{label} uses the colour mode {image.mode!r}, which cannot be converted "
                              f"({error}). Save it as an RGB PNG or JPEG.") from None
-    width, height = rgb.size
-    if max(width, height) / min(width, height) > MAX_CLIP_ASPECT:
-        ratio = f"1:{height / width:.0f}" if height > width else f"{width / height:.0f}:1"
-        notices.append(f"{label} is {width}×{height} ({ratio}); clips are at most 4:1 (or 1:4), "
-                       "so the middle of the picture is used.")
-    if min(width, height) < SMALL_REFERENCE_SIDE:
-        notices.append(f"{label} is small ({width}×{height}); it is upscaled to the clip size, so expect soft detail. "
-                       "A picture of 512 pixels or more on each side works better.")
-    return rgb, notices
 
 
 def _check_complete(image: Image.Image, label: str) -> None:
@@ -207,17 +288,9 @@ def _check_complete(image: Image.Image, label: str) -> None:
 
 def _to_rgb(image: Image.Image, label: str, notices: list[str]) -> Image.Image:
     mode = image.mode
-    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        array = np.asarray(image).astype(np.float64)
-        if mode == "F" and array.size and np.nanmax(array) <= 1.0:
-            array = array * 255.0
-        elif mode != "F" and not mode.startswith("I;16") and array.size and array.max() <= 255:
-            pass  # 32-bit integers holding 8-bit values
-        else:
-            array = array / 257.0  # 16-bit range 0..65535 → 0..255
-        array = np.nan_to_num(array, nan=0.0).clip(0, 255).round().astype(np.uint8)
+    if mode in HIGH_BIT_MODES:
         notices.append(f"{label} has more than 8 bits per channel; it was reduced to 8 bits.")
-        return Image.fromarray(array, "L").convert("RGB")
+        return Image.fromarray(_to_8_bit(image)).convert("RGB")  # uint8 (H, W): mode L
     if mode == "CMYK":
         notices.append(f"{label} is a CMYK (print) image; it was converted to RGB, so colours may shift slightly.")
         return image.convert("RGB")

@@ -18,6 +18,12 @@ def _mad(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(np.abs(a.astype(np.int16) - b.astype(np.int16))))
 
 
+def tail_window(num_frames: int, drop_tail: int) -> tuple[int, int]:
+    """[start, stop) of the frames seam_score reads of the clip before a cut: its last WINDOW kept frames."""
+    stop = num_frames - drop_tail
+    return max(0, stop - WINDOW), stop
+
+
 def seam_score(before: np.ndarray, after: np.ndarray) -> float:
     """before: kept frames of the clip before the cut (T1, H, W, 3) uint8; after: of the clip after it."""
     jump = _mad(before[-1], after[0])

@@ -17,10 +17,12 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
+import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -30,7 +32,9 @@ from safetensors.torch import save as st_save
 
 from ..fsutil import atomic_write_bytes, atomic_write_json, fsync_dir
 from ..motion import MotionState
-from ..video_io import read_frames, write_mp4
+from ..seams import tail_window
+from ..settings import LIMITS
+from ..video_io import iter_frames, probe_clip, write_mp4
 from .model import ID_PATTERN, Project, ProjectError, Take, new_id
 
 log = logging.getLogger(__name__)
@@ -47,6 +51,44 @@ PARTIAL_PREFIX = ".partial-"
 
 class BrokenTake(ProjectError):
     """A take whose files are missing or unreadable (it is shown as broken, never deleted)."""
+
+
+class ClipUnavailable(ProjectError):
+    """A clip that could not be read just now (out of memory, an I/O error, a timeout). The take
+    is not broken: nothing was changed, and the same request may work a moment later."""
+
+
+# errno values of a read that may work when tried again (EIO: a flaky disk or network mount).
+TRANSIENT_ERRNOS = {errno.EIO, errno.EAGAIN, errno.EINTR, errno.ENOMEM, errno.ETIMEDOUT, errno.EBUSY,
+                    errno.ENFILE, errno.EMFILE, errno.ESTALE}
+# How ffmpeg (a separate process) reports the same conditions in its error text.
+TRANSIENT_TEXTS = ("out of memory", "cannot allocate memory", "input/output error", "resource temporarily unavailable",
+                   "timed out", "too many open files")
+
+
+def is_transient(error: BaseException) -> bool:
+    """True for failures that say nothing about the file: out of memory (MemoryError, torch's
+    OutOfMemoryError), a timeout, or an OSError whose errno means "try again"."""
+    if isinstance(error, (MemoryError, TimeoutError, subprocess.TimeoutExpired, torch.OutOfMemoryError)):
+        return True
+    if isinstance(error, OSError) and error.errno in TRANSIENT_ERRNOS:
+        return True
+    return any(text in str(error).lower() for text in TRANSIENT_TEXTS)
+
+
+def _reason(error: BaseException) -> str:
+    """One short line saying what went wrong, for a message (no traceback, no server path)."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    if isinstance(error, subprocess.TimeoutExpired):
+        return f"reading it took longer than {error.timeout:g} s"
+    if isinstance(error, MemoryError):
+        return "out of memory"
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return _ABSOLUTE_PATH.sub(lambda match: match.group(1), text)[:160]
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[^\s/:'\"]+/)+([^\s/:'\"]+)")  # shown as its last part only
 
 
 class StorageError(ProjectError):
@@ -93,6 +135,7 @@ class ProjectStore:
         self.project = project
         self.broken_takes: dict[str, str] = {}  # take id → why it is broken
         self._takes: dict[tuple[str, str], tuple[tuple[int, int, int], Take]] = {}  # see take()
+        self._clips: dict[tuple[str, str], tuple] = {}  # clip file versions check_clip found sound
 
     # -- create / load / save ---------------------------------------------------------------
 
@@ -233,21 +276,106 @@ class ProjectStore:
             raise BrokenTake(f"{path} is damaged ({error}).") from None
         if take.id != take_id or take.shot_id != shot_id:  # take.json's ids name files too: they must be its own
             raise BrokenTake(f"{path} belongs to another take ({take.shot_id!r:.40}/{take.id!r:.40}).")
+        _check_declared_sizes(take, path)
         return take
 
     def clip_path(self, shot_id: str, take_id: str) -> Path:
         return self.take_dir(shot_id, take_id) / CLIP_FILE
 
-    def frames(self, shot_id: str, take_id: str) -> np.ndarray:
-        """The take's decoded frames; BrokenTake (and the take marked broken) if the clip is missing or damaged."""
+    # -- clips: checked against take.json before anything is decoded, then streamed ----------------
+
+    def check_clip(self, shot_id: str, take_id: str) -> Take:
+        """The take, once its clip file is what take.json declares: the size, fps and frame count
+        read from the file's stream header and packets (nothing decoded; a clip with far more
+        frames than declared is counted only up to one past the declaration).
+
+        BrokenTake (and the take marked broken) if the clip is missing, undecodable or not what
+        its take declares; ClipUnavailable if it cannot be read right now. The result is kept
+        per version of the clip file, so status and preview pay for the check once."""
+        take = self.take(shot_id, take_id)
         path = self.clip_path(shot_id, take_id)
         try:
-            return read_frames(path)
-        except Exception as error:  # imageio-ffmpeg raises OSError, RuntimeError, ValueError, StopIteration …
-            problem = (f"{path} is missing" if not path.is_file()
-                       else f"{path} cannot be decoded ({str(error).splitlines()[0][:160] if str(error) else type(error).__name__})")
-            self.broken_takes[take_id] = problem
-            raise BrokenTake(f"{problem}; render the shot again (the take's files were left as they are).") from None
+            stat = path.stat()
+        except FileNotFoundError:
+            raise self._broken(take_id, f"{self._relative(path)} is missing") from None
+        except OSError as error:
+            raise self._unavailable(path, error) from None
+        version = (stat.st_mtime_ns, stat.st_size, stat.st_ino, take.num_frames, take.width, take.height, take.fps)
+        if self._clips.get((shot_id, take_id)) == version:
+            return take
+        try:
+            info = probe_clip(path, max_frames=take.num_frames)
+        except Exception as error:  # ffmpeg cannot read it (broken), or cannot right now (unavailable)
+            raise self._read_failure(take_id, path, error) from None
+        problems = []
+        if info.frames > take.num_frames:
+            problems.append(f"holds more than the {take.num_frames} frames its take declares")
+        elif info.frames < take.num_frames:
+            problems.append(f"holds {info.frames} frames, not the {take.num_frames} its take declares")
+        if (info.width, info.height) != (take.width, take.height):
+            problems.append(f"is {info.width}x{info.height}, not the {take.width}x{take.height} its take declares")
+        if info.fps is not None and abs(info.fps - take.fps) > 0.01:
+            problems.append(f"plays at {info.fps:g} fps, not the {take.fps} its take declares")
+        if problems:
+            raise self._broken(take_id, f"{self._relative(path)} {' and '.join(problems)}")
+        self._clips[(shot_id, take_id)] = version
+        return take
+
+    def iter_frames(self, shot_id: str, take_id: str, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
+        """Frames start .. stop-1 of the take's clip, decoded one at a time: uint8 (H, W, 3) each.
+
+        The clip is checked first (`check_clip`); decoding never goes past `stop` (default: the
+        take's frame count), so memory does not grow with the clip's length."""
+        take = self.check_clip(shot_id, take_id)
+        stop = take.num_frames if stop is None else min(stop, take.num_frames)
+        path = self.clip_path(shot_id, take_id)
+        produced = start
+        try:
+            for frame in iter_frames(path, take.width, take.height, start, stop):
+                yield frame
+                produced += 1
+        except Exception as error:  # imageio-ffmpeg raises OSError, RuntimeError, ValueError …
+            raise self._read_failure(take_id, path, error) from None
+        if produced < stop:
+            raise self._broken(take_id, f"{self._relative(path)} ends after {produced} of its {take.num_frames} frames")
+
+    def frames(self, shot_id: str, take_id: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Frames start .. stop-1 of the take's clip as one uint8 (T, H, W, 3) array (a bounded window:
+        whole clips are streamed with `iter_frames`, never held)."""
+        frames = list(self.iter_frames(shot_id, take_id, start, stop))
+        if not frames:
+            raise ProjectError(f"take {take_id} has no frames {start}..{stop}.")
+        return np.stack(frames)
+
+    def seam_frames(self, shot_id: str, take_id: str) -> np.ndarray:
+        """The last kept frames of a take before a cut: all that `seams.seam_score` reads of it."""
+        take = self.check_clip(shot_id, take_id)
+        start, stop = tail_window(take.num_frames, int(take.stitch_rule.get("drop_tail", 0)))
+        return self.frames(shot_id, take_id, start, stop)
+
+    def _relative(self, path: Path) -> str:
+        """`path` as shown to users: relative to the project folder (no server paths in messages)."""
+        return path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else path.name
+
+    def _broken(self, take_id: str, problem: str) -> BrokenTake:
+        """Mark the take broken (its files are missing or undecodable) and say what to do."""
+        self.broken_takes[take_id] = problem
+        return BrokenTake(f"{problem}; render the shot again (the take's files were left as they are).")
+
+    def _unavailable(self, path: Path, error: BaseException) -> "ClipUnavailable":
+        return ClipUnavailable(f"{self._relative(path)} could not be read just now ({_reason(error)}); the take "
+                               "is fine and was left as it is. Try again in a moment.")
+
+    def _read_failure(self, take_id: str, path: Path, error: BaseException) -> ProjectError:
+        """What a failure to read a clip means: a transient one (out of memory, an I/O error, a
+        timeout) leaves the take as it is; a missing or undecodable file makes it broken."""
+        if isinstance(error, ProjectError):
+            return error
+        if is_transient(error):
+            return self._unavailable(path, error)
+        if not path.is_file():
+            return self._broken(take_id, f"{self._relative(path)} is missing")
+        return self._broken(take_id, f"{self._relative(path)} cannot be decoded ({_reason(error)})")
 
     def motion_out(self, shot_id: str, take_id: str) -> MotionState:
         path = self.take_dir(shot_id, take_id) / MOTION_OUT_FILE
@@ -268,7 +396,13 @@ class ProjectStore:
 
     def write_take(self, take: Take, frames: np.ndarray, motion_out: MotionState,
                    motion_in: MotionState | None, latents: torch.Tensor | None) -> None:
-        """Write a complete take folder (files into a partial folder, fsync, rename)."""
+        """Write a complete take folder (files into a partial folder, fsync, rename).
+
+        frames: uint8 (T, H, W, 3), exactly what `take` records (T = num_frames, H × W = height × width);
+        the clip is checked to hold them all before the folder is renamed into place."""
+        if tuple(frames.shape[:3]) != (take.num_frames, take.height, take.width):
+            raise ValueError(f"take {take.id} records {take.num_frames} frames of {take.width}x{take.height}, "
+                             f"but {frames.shape[0]} of {frames.shape[2]}x{frames.shape[1]} were given")
         final = self.take_dir(take.shot_id, take.id)
         partial = final.parent / f"{PARTIAL_PREFIX}{take.id}"
         try:
@@ -293,6 +427,9 @@ class ProjectStore:
             if isinstance(error, OSError):
                 raise storage_error(error, "the new take", final.parent) from None
             raise
+        clip = (final / CLIP_FILE).stat()  # write_mp4 checked it holds every frame: no need to probe it again
+        self._clips[(take.shot_id, take.id)] = (clip.st_mtime_ns, clip.st_size, clip.st_ino, take.num_frames,
+                                                take.width, take.height, take.fps)
 
     def update_take(self, take: Take) -> None:
         atomic_write_json(self.take_dir(take.shot_id, take.id) / TAKE_FILE, take.to_dict())
@@ -306,6 +443,21 @@ class ProjectStore:
 
     def new_take_id(self) -> str:
         return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + new_id()
+
+
+def _check_declared_sizes(take: Take, path: Path) -> None:
+    """BrokenTake unless the take's frame count, fps and size are whole numbers within the
+    settings' limits (what any render can produce): an uploaded take.json is not trusted to
+    say how much memory its clip needs. The clip itself is checked against them by check_clip."""
+    for name in ("num_frames", "fps", "width", "height"):
+        value = getattr(take, name)
+        low, high = LIMITS[name]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise BrokenTake(f"{path.parent.name}/{TAKE_FILE} declares {name} {value!r:.40}; "
+                             f"a take has a whole number from {low} to {high}.")
+    if take.width % 2 or take.height % 2:
+        raise BrokenTake(f"{path.parent.name}/{TAKE_FILE} declares an odd size {take.width}x{take.height}; "
+                         "clips are H.264 4:2:0, whose sides are even.")
 
 
 def _png_bytes(image: Image.Image) -> bytes:
