@@ -157,7 +157,10 @@ def render_lock(root: str | Path, wait_s: float = LOCK_WAIT_S) -> Iterator[None]
 def _acquire(folder: str, wait_s: float) -> int | None:
     if fcntl is None:
         return None
-    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return None  # no such folder (yet): opening or creating the project says what is wrong
     deadline = time.monotonic() + wait_s
     while True:
         try:
