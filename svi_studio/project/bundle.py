@@ -168,9 +168,13 @@ def check_entries(archive: zipfile.ZipFile, max_unpacked: int = MAX_UNPACKED_BYT
             raise BundleError(f"the bundle entry {_shown(name)} is an absolute path; refused. {REMAKE}")
         if any(part == ".." for part in path.parts):
             raise BundleError(f"the bundle entry {_shown(name)} points outside the project folder; refused. {REMAKE}")
-        if len(name) > MAX_NAME_CHARS or any(len(part.encode("utf-8", "surrogatepass")) > 255 for part in path.parts):
+        if len(name) > MAX_NAME_CHARS:
             raise BundleError(f"the bundle entry {_shown(name)} has a name {len(name):,} characters long; names in a "
                               f"project are at most {MAX_NAME_CHARS}. {REMAKE}")
+        longest = max((len(part.encode("utf-8", "surrogatepass")) for part in path.parts), default=0)
+        if longest > 255:
+            raise BundleError(f"the bundle entry {_shown(name)} has a folder or file name of {longest:,} bytes; "
+                              f"file systems allow 255. {REMAKE}")
         if any(ord(c) < 32 or ord(c) == 127 or 0xD800 <= ord(c) <= 0xDFFF for c in name):
             raise BundleError(f"the bundle entry {_shown(name)} has control characters in its name; refused. {REMAKE}")
         # 2. The kind: regular files and folders only, each name once.
