@@ -131,7 +131,7 @@ _LOCKS_GUARD = threading.Lock()
 
 
 @contextmanager
-def render_lock(root: str | Path, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
+def render_lock(root: str | Path, wait_s: float | None = None) -> Iterator[None]:
     """Hold the project's render lock: while it is held no other process renders into the
     project, and no other process's open sweeps this process's partial takes. Re-entrant within
     a process. ProjectBusy (after waiting up to `wait_s` for a reader's brief hold to end) if
@@ -141,7 +141,7 @@ def render_lock(root: str | Path, wait_s: float = LOCK_WAIT_S) -> Iterator[None]
     with _LOCKS_GUARD:
         entry = _LOCKS.get(key)
         if entry is None:
-            entry = _LOCKS[key] = [_acquire(key, wait_s), 0]
+            entry = _LOCKS[key] = [_acquire(key, LOCK_WAIT_S if wait_s is None else wait_s), 0]
         entry[1] += 1
     try:
         yield
@@ -311,7 +311,7 @@ class ProjectStore:
         store._recover()
         return store
 
-    def render_lock(self, wait_s: float = LOCK_WAIT_S):
+    def render_lock(self, wait_s: float | None = None):
         """See the module's render_lock: held by a render for its whole duration."""
         return render_lock(self.root, wait_s)
 
