@@ -213,8 +213,8 @@ class Project:
         if not all(isinstance(shot, dict) for shot in shots):
             raise ProjectError("project.json: every entry of 'shots' must be an object.")
         if len(shots) > max_shots():
-            raise ProjectError(f"project.json has {len(shots)} shots; SVI Studio holds up to {max_shots()} "
-                               f"(set SVI_MAX_SHOTS={len(shots)} to open it).")
+            raise ProjectError(f"project.json: the film has {len(shots)} shots; SVI Studio holds up to {max_shots()} "
+                               f"(set SVI_MAX_SHOTS={len(shots)} or more to allow that).")
         try:
             settings = ClipSettings.from_dict(_typed(data, "settings", dict, {}))
             normalise_settings(settings)  # wrong types and out-of-range values are named now, not at render time
