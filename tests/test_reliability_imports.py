@@ -211,6 +211,13 @@ def test_odd_entry_names_are_refused_with_a_short_message(tmp_path, good_zip, st
     assert len(message) < 400  # the name is shown cut short, not 300 characters of it
 
 
+@pytest.mark.parametrize("entries", [{"project.json": None, "Project.JSON": b"{}"},
+                                     {"project.json": None, "project.json/": b""}], ids=["other case", "a folder"])
+def test_a_project_json_by_another_name_or_kind_is_not_a_project(tmp_path, good_zip, studio, capsys, entries):
+    archive = rewrite(good_zip, tmp_path / "odd.zip", entries)
+    assert_refused(archive, tmp_path, studio, "has no project.json at its top level", capsys)
+
+
 def test_encrypted_entries_are_refused(tmp_path, good_zip, studio, capsys):
     archive = _encrypted(good_zip, tmp_path / "locked.zip")
     assert_refused(archive, tmp_path, studio, "encrypted \\(password-protected\\).*without a password", capsys)

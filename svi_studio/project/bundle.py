@@ -112,6 +112,11 @@ def _mib(size: int) -> str:
     return f"{size / 1024**2:,.0f} MiB"
 
 
+def entry_path(info: zipfile.ZipInfo) -> PurePosixPath:
+    """An entry's name as a project-relative path ('\\' read as '/', './' dropped)."""
+    return PurePosixPath(info.filename.replace("\\", "/"))
+
+
 def _shown(name: str) -> str:
     """An entry name as a message shows it: quoted, control characters escaped, at most 60 characters."""
     return repr(name[:60] + ("…" if len(name) > 60 else ""))
@@ -162,7 +167,7 @@ def check_entries(archive: zipfile.ZipFile, max_unpacked: int = MAX_UNPACKED_BYT
     files = []
     for info in infos:
         name = info.filename
-        path = PurePosixPath(name.replace("\\", "/"))
+        path = entry_path(info)
         # 1. The name: inside the folder, of a sane length, printable.
         if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or path.is_absolute():
             raise BundleError(f"the bundle entry {_shown(name)} is an absolute path; refused. {REMAKE}")
@@ -209,7 +214,7 @@ def check_entries(archive: zipfile.ZipFile, max_unpacked: int = MAX_UNPACKED_BYT
     if total > RATIO_FLOOR_BYTES and total > MAX_RATIO * max(1, packed):
         raise BundleError(f"the bundle's {len(files):,} files are compressed {total // max(1, packed):,}:1 together, "
                           f"like a zip bomb; refused. {REMAKE}")
-    if PROJECT_FILE not in seen:
+    if not any(entry_path(info).as_posix() == PROJECT_FILE for info in files):
         raise BundleError(f"the zip has no {PROJECT_FILE} at its top level: it is not an SVI Studio project bundle.")
     return files
 
@@ -217,7 +222,7 @@ def check_entries(archive: zipfile.ZipFile, max_unpacked: int = MAX_UNPACKED_BYT
 def read_project(archive: zipfile.ZipFile, files: list[zipfile.ZipInfo]) -> Project:
     """project.json from the zip, loaded by Project.from_dict (every limit the editor has), before
     anything is unpacked."""
-    info = next(i for i in files if i.filename.replace("\\", "/") == PROJECT_FILE)
+    info = next(i for i in files if entry_path(i).as_posix() == PROJECT_FILE)
     if info.file_size > MAX_PROJECT_JSON_BYTES:
         raise BundleError(f"the bundle's {PROJECT_FILE} is {_mib(info.file_size)}; no SVI Studio project file is over "
                           f"{_mib(MAX_PROJECT_JSON_BYTES)}. {REMAKE}")
@@ -249,7 +254,7 @@ def unbundle_project(zip_path: str | Path, target_dir: str | Path,
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as error:
             raise BundleError(f"{name} is damaged ({error}); nothing was imported. "
                               "Download or copy the bundle again.") from None
-        kept = [info for info in files if is_project_file(PurePosixPath(info.filename.replace("\\", "/")), project)]
+        kept = [info for info in files if is_project_file(entry_path(info), project)]
         if len(kept) < len(files):
             log.info("import of %s: dropped %d entries that are not part of a project", name, len(files) - len(kept))
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -258,7 +263,7 @@ def unbundle_project(zip_path: str | Path, target_dir: str | Path,
         try:
             written = 0
             for info in kept:
-                destination = staging / PurePosixPath(info.filename.replace("\\", "/"))
+                destination = staging / entry_path(info)
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 with archive.open(info) as source, open(destination, "wb") as sink:
                     while chunk := source.read(1 << 20):
