@@ -44,7 +44,12 @@ def _engine(name: str | None, project_dir: Path | None = None, speed: dict[str, 
     from .engines import default_engine_name, load_engine
 
     if name is None and project_dir is not None and (project_dir / "project.json").is_file():
-        name = json.loads((project_dir / "project.json").read_text(encoding="utf-8")).get("engine")
+        try:
+            name = json.loads((project_dir / "project.json").read_text(encoding="utf-8")).get("engine")
+        except (ValueError, RecursionError, AttributeError, OSError):
+            name = None  # opening the project names what is wrong with the file
+    if name is not None and not isinstance(name, str):
+        name = None
     name = name or default_engine_name()
     if not speed:
         return load_engine(name)
@@ -121,6 +126,18 @@ def parse_set(pairs: list[str] | None) -> dict[str, Any]:
 
 
 def cmd_render(args) -> int:
+    from .project.store import render_lock
+
+    source = Path(args.source) if args.source else None
+    if source is not None and source.is_dir() and (source / "project.json").is_file():
+        # Taken before the project is opened, so a second render of it is refused before it changes
+        # anything ("this project is being rendered by another process (pid N) …").
+        with render_lock(source):
+            return _render(args)
+    return _render(args)
+
+
+def _render(args) -> int:
     from .director import Director
 
     source = Path(args.source) if args.source else None
@@ -163,15 +180,17 @@ def cmd_render(args) -> int:
 
 def cmd_regen(args) -> int:
     from .director import Director
+    from .project.store import render_lock
 
-    director = Director.open(Path(args.project), _engine(args.engine, Path(args.project), speed_overrides(args)))
-    cancel = threading.Event()
-    try:
-        _run_events(args, director.regenerate(args.shot - 1, seed=args.seed, prompt=args.prompt, cascade=args.cascade,
-                                              cancel=cancel, on_step=_on_step(args)))
-    except KeyboardInterrupt:
-        cancel.set()
-        return 130
+    with render_lock(args.project):  # before opening: a refused second render changes nothing
+        director = Director.open(Path(args.project), _engine(args.engine, Path(args.project), speed_overrides(args)))
+        cancel = threading.Event()
+        try:
+            _run_events(args, director.regenerate(args.shot - 1, seed=args.seed, prompt=args.prompt,
+                                                  cascade=args.cascade, cancel=cancel, on_step=_on_step(args)))
+        except KeyboardInterrupt:
+            cancel.set()
+            return 130
     return cmd_status(args)
 
 

@@ -28,7 +28,8 @@ from PIL import Image
 
 from .engines.base import Anchor, Cancelled, CancelToken, Engine, OutOfMemory
 from .motion import MotionState
-from .project.model import SHOT_OVERRIDE_KEYS, Project, ProjectError, Shot, Take, random_seed
+from .project.model import (MAX_NAME_CHARS, MAX_TEXT_CHARS, SHOT_OVERRIDE_KEYS, Project, ProjectError, Shot, Take,
+                            max_shots, random_seed)
 from .project.status import BROKEN, FRESH, MISSING, RENDERING, STALE, recipe_fingerprint, stale_reason
 from .project.store import BrokenTake, ProjectStore, image_fingerprint, to_jsonable
 from .reference import load_reference
@@ -192,7 +193,11 @@ class Director:
         for seed in seeds or []:
             if seed is not None:
                 validate_seed(seed)
-        project = Project(name=name, style_prompt=style_prompt, negative_prompt=negative_prompt,
+        if len(prompts) > max_shots():
+            raise ProjectError(f"a film holds up to {max_shots()} shots; got {len(prompts)} (set SVI_MAX_SHOTS for more).")
+        project = Project(name=clean_text(name, "the film's name")[:MAX_NAME_CHARS] or "Untitled film",
+                          style_prompt=clean_text(style_prompt, "the style prompt"),
+                          negative_prompt=clean_text(negative_prompt, "the negative prompt"),
                           engine=engine.preset_id, settings=engine.default_settings())
         store = ProjectStore.create(root, project)
         director = cls(store, engine)
@@ -376,7 +381,7 @@ class Director:
         if negative_prompt is not None:
             self.project.negative_prompt = clean_text(negative_prompt, "the negative prompt", notices)
         if name is not None:
-            self.project.name = clean_text(name, "the film's name", notices)[:200] or "Untitled film"
+            self.project.name = clean_text(name, "the film's name", notices)[:MAX_NAME_CHARS] or "Untitled film"
         self.store.save()
         return notices
 
@@ -533,7 +538,8 @@ class Director:
         Shots are re-planned after every clip, so a shot made stale by the clip before it
         (its upstream changed) is rendered too. Ends with a DoneEvent.
         """
-        yield from self._run(self.plan_render(), cancel, on_step)
+        with self.store.render_lock():  # held while the render runs: another process's open leaves its partials alone
+            yield from self._run(self.plan_render(), cancel, on_step)
 
     def regenerate(self, index: int, seed: int | None = None, prompt: str | None = None,
                    overrides: dict[str, Any] | None = None, cascade: bool = False,
@@ -549,7 +555,8 @@ class Director:
             validate_seed(seed)  # refuse a bad seed before saving any edit
         if prompt is not None or overrides is not None:
             self.set_shot(index, prompt=prompt, overrides=overrides)  # explicit edits are saved now
-        yield from self._run(self.plan_regenerate(index, seed=seed, cascade=cascade), cancel, on_step)
+        with self.store.render_lock():
+            yield from self._run(self.plan_regenerate(index, seed=seed, cascade=cascade), cancel, on_step)
 
     def _run(self, plan: RenderPlan, cancel: CancelToken | None,
              on_step: StepCallback | None) -> Iterator[ClipEvent | DoneEvent]:
@@ -591,15 +598,16 @@ class Director:
         (leaving no take behind) if `cancel` is set between steps.
         """
         shot = self.shot(index)
-        if seed is None:
-            return self._render_shot(index, cancel, on_step, job_index, job_size)
-        previous_seed, shot.seed = shot.seed, validate_seed(seed)
-        try:
-            return self._render_shot(index, cancel, on_step, job_index, job_size)
-        except BaseException:
-            if shot.seed == seed:
-                shot.seed = previous_seed
-            raise
+        with self.store.render_lock():  # re-entrant: render() and regenerate() hold it already
+            if seed is None:
+                return self._render_shot(index, cancel, on_step, job_index, job_size)
+            previous_seed, shot.seed = shot.seed, validate_seed(seed)
+            try:
+                return self._render_shot(index, cancel, on_step, job_index, job_size)
+            except BaseException:
+                if shot.seed == seed:
+                    shot.seed = previous_seed
+                raise
 
     def _render_shot(self, index: int, cancel: CancelToken | None, on_step: StepCallback | None,
                      job_index: int, job_size: int) -> ClipEvent:
@@ -756,7 +764,6 @@ class Director:
         return export_film(self, Path(out_path), audio=audio, crossfade=crossfade, scale=scale)
 
 
-MAX_TEXT_CHARS = 100_000  # longer prompts are refused (they would bloat project.json and every status call)
 LONG_PROMPT_CHARS = 2_000  # about the 512 tokens Wan's text encoder reads
 
 

@@ -852,11 +852,13 @@ def test_zip_bombs_are_refused_before_or_while_unpacking(tmp_path, rendered, mon
     with pytest.raises(BundleError, match="zip bomb"):
         unbundle_project(ratio, tmp_path / "a")
 
-    # a header that understates the size: caught while streaming
+    # a header that understates the size: caught while streaming (a clip's path: files outside
+    # the project's layout are dropped unread)
     lying = tmp_path / "lying.zip"
+    shot = project["shots"][0]
     with zipfile.ZipFile(lying, "w", compression=zipfile.ZIP_STORED) as archive:
         archive.writestr("project.json", json.dumps(project))
-        archive.writestr("takes/big.bin", b"\1" * 200_000)
+        archive.writestr(f"takes/{shot['id']}/{shot['selected_take']}/clip.mp4", b"\1" * 200_000)
     raw = bytearray(lying.read_bytes())
     central = raw.rfind(b"PK\x01\x02")  # the last central-directory entry is takes/big.bin
     struct.pack_into("<I", raw, central + 24, 1000)  # its uncompressed size, claimed

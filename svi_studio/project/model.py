@@ -12,14 +12,25 @@ On disk (one folder per project):
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import secrets
-from dataclasses import MISSING, asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from ..settings import ClipSettings, SettingsError, normalise_settings, validate_seed
+from ..stitching import StitchRule
 
 SCHEMA_VERSION = 1
+# Limits every project obeys, whether it is edited in the app, made by the CLI or the API, or
+# read from a file or an uploaded bundle (Project.from_dict is the one loader, and the store
+# refuses to save a project that loader would refuse).
+DEFAULT_MAX_SHOTS = 24  # the editor's shot cards; SVI_MAX_SHOTS changes it for the app and the loader alike
+MAX_TEXT_CHARS = 100_000  # a prompt; longer ones would bloat project.json and every status call
+MAX_NAME_CHARS = 200  # the film's name
+MAX_PATH_CHARS = 255  # a project-relative file path (the reference, a shot's anchor image)
+MAX_JSON_DEPTH = 32  # nesting of objects and lists in project.json / take.json (a real one is 5 deep)
 SHOT_OVERRIDE_KEYS = ("steps", "guidance", "guidance_2", "flow_shift", "lora_weights")
 # Shot and take ids name folders (takes/<shot id>/<take id>/): letters, digits, '-' and '_' only,
 # so an id read from a project file (or an uploaded bundle) can never point outside the project.
@@ -36,6 +47,64 @@ def check_id(value: str, what: str) -> str:
 
 class ProjectError(ValueError):
     """A project that cannot be loaded or changed as asked; the message says why and what to do."""
+
+
+def max_shots() -> int:
+    """The most shots a project may hold: $SVI_MAX_SHOTS if it is a positive whole number, else 24."""
+    value = os.environ.get("SVI_MAX_SHOTS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else DEFAULT_MAX_SHOTS
+
+
+def parse_json(data: bytes, what: str, advice: str = "") -> Any:
+    """The JSON value in `data` (UTF-8, a leading BOM allowed), or ProjectError naming what is wrong:
+    not UTF-8, not JSON, or nested deeper than MAX_JSON_DEPTH. `what` names the file ("project.json")."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ProjectError(f"{what} is not UTF-8 text (byte 0x{data[error.start]:02x} at position {error.start:,}); "
+                           f"it was saved with another encoding or is damaged. {advice}".strip()) from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ProjectError(f"{what} is damaged ({error}). {advice}".strip()) from None
+    except RecursionError:  # nesting deeper than the interpreter's recursion limit
+        raise ProjectError(f"{what} is nested more than {MAX_JSON_DEPTH} levels deep; no SVI Studio file is. "
+                           f"{advice}".strip()) from None
+    check_depth(value, what, advice)
+    return value
+
+
+def check_depth(value: Any, what: str, advice: str = "") -> None:
+    """ProjectError if objects/lists in `value` nest deeper than MAX_JSON_DEPTH (checked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ProjectError(f"{what} is nested more than {MAX_JSON_DEPTH} levels deep; no SVI Studio file is. "
+                               f"{advice}".strip())
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+
+
+def check_text(value: str, what: str, limit: int = MAX_TEXT_CHARS) -> str:
+    """`value` if it is at most `limit` characters, else ProjectError."""
+    if len(value) > limit:
+        raise ProjectError(f"project.json: {what} is {len(value):,} characters long; the limit is {limit:,}. "
+                           "Shorten it (the file was left untouched).")
+    return value
+
+
+def check_project_path(value: str | None, what: str) -> str | None:
+    """`value` if it is a relative path that stays inside the project folder ("reference.png",
+    "anchors/ab12.png"), else ProjectError: a project file never names anything outside its folder."""
+    if value is None:
+        return None
+    parts = value.split("/")
+    if (len(value) > MAX_PATH_CHARS or value.startswith("/") or "\\" in value or ":" in value
+            or any(part in ("", ".", "..") for part in parts) or any(ord(c) < 32 or c == "\x7f" for c in value)):
+        raise ProjectError(f"project.json: {what} {value!r:.80} is not a path inside the project folder; refused. "
+                           "It must be a relative path such as reference.png or anchors/<name>.png.")
+    return value
 
 
 def new_id() -> str:
@@ -87,11 +156,11 @@ class Shot:
         if selected is not None:
             check_id(selected, f"shot {shot_id}'s selected take")
         return cls(
-            prompt=_typed(data, "prompt", str, ""),
+            prompt=check_text(_typed(data, "prompt", str, ""), f"shot {shot_id}'s prompt"),
             seed=seed if seed is not None else random_seed(),
             seed_locked=bool(data.get("seed_locked", False)),
             overrides={k: v for k, v in _typed(data, "overrides", dict, {}).items() if k in SHOT_OVERRIDE_KEYS},
-            anchor_image=_typed(data, "anchor_image", str, None),
+            anchor_image=check_project_path(_typed(data, "anchor_image", str, None), f"shot {shot_id}'s anchor_image"),
             id=shot_id,
             takes=takes,
             selected_take=selected,
@@ -131,6 +200,7 @@ class Project:
     def from_dict(cls, data: dict[str, Any]) -> "Project":
         if not isinstance(data, dict):
             raise ProjectError("project.json must hold a JSON object.")
+        check_depth(data, "project.json")
         version = data.get("schema_version")
         if not isinstance(version, int):
             raise ProjectError("project.json has no schema_version; it is not an SVI Studio project file.")
@@ -142,6 +212,9 @@ class Project:
         shots = _typed(data, "shots", list, [])
         if not all(isinstance(shot, dict) for shot in shots):
             raise ProjectError("project.json: every entry of 'shots' must be an object.")
+        if len(shots) > max_shots():
+            raise ProjectError(f"project.json: the film has {len(shots)} shots; SVI Studio holds up to {max_shots()} "
+                               f"(set SVI_MAX_SHOTS={len(shots)} or more to allow that).")
         try:
             settings = ClipSettings.from_dict(_typed(data, "settings", dict, {}))
             normalise_settings(settings)  # wrong types and out-of-range values are named now, not at render time
@@ -160,10 +233,10 @@ class Project:
             except (TypeError, ValueError) as error:
                 raise ProjectError(f"project.json: shot {number}'s overrides are malformed ({error}).") from None
         return cls(
-            name=_typed(data, "name", str, "Untitled film"),
-            reference=_typed(data, "reference", str, None),
-            style_prompt=_typed(data, "style_prompt", str, ""),
-            negative_prompt=_typed(data, "negative_prompt", str, ""),
+            name=check_text(_typed(data, "name", str, "Untitled film"), "the film's name", MAX_NAME_CHARS),
+            reference=check_project_path(_typed(data, "reference", str, None), "reference"),
+            style_prompt=check_text(_typed(data, "style_prompt", str, ""), "the style prompt"),
+            negative_prompt=check_text(_typed(data, "negative_prompt", str, ""), "the negative prompt"),
             engine=_typed(data, "engine", str, "draft"),
             settings=settings,
             shots=parsed,
@@ -245,4 +318,17 @@ class Take:
         missing = required - set(data)
         if missing:
             raise ProjectError(f"take.json lacks {', '.join(sorted(missing))}.")
+        check_depth(data, "take.json")
+        rule = data["stitch_rule"]
+        known = [f.name for f in fields(StitchRule)]
+        if not isinstance(rule, dict):
+            raise ProjectError(f"take.json: the stitch rule must be an object with {' and '.join(known)}.")
+        unknown = sorted(set(rule) - set(known))
+        if unknown:
+            raise ProjectError(f"take.json: the stitch rule has an unknown key {unknown[0]!r:.40} "
+                               f"(it holds only {' and '.join(known)}).")
+        for key, value in rule.items():
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10_000:
+                raise ProjectError(f"take.json: the stitch rule's {key} must be a whole number of frames, "
+                                   f"not {value!r:.40}.")
         return cls(**{k: v for k, v in data.items() if k in names})

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 from PIL import Image
 
 from ..settings import SettingsError, validate_seed
-from .model import ProjectError
+from .model import ProjectError, parse_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROJECT_PRESET_DIR = REPO_ROOT / "presets" / "projects"
@@ -61,9 +60,9 @@ def load_spec(path: str | Path) -> ProjectSpec:
             raise ProjectError(f"{path}: no such spec file (or preset name; presets: "
                                f"{', '.join(p.stem for p in list_project_presets())}).")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ProjectError(f"{path.name}: not valid JSON ({error}).") from None
+        data = parse_json(path.read_bytes(), path.name)  # UTF-8, JSON, nesting: the project file's own checks
+    except OSError as error:
+        raise ProjectError(f"{path.name} cannot be read ({error.strerror}).") from None
     if not isinstance(data, dict):
         raise ProjectError(f"{path.name}: a spec must be a JSON object.")
     prompts, seeds = [], []

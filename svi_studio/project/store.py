@@ -5,7 +5,15 @@ takes/<shot_id>/<take_id>/ — so a take folder without the `.partial-` prefix i
 always complete. project.json is written after the rename (temp file, fsync,
 rename). A crash between the two leaves a complete take that project.json does not
 list yet; loading adopts it (unselected, or selected if its shot had none).
-Leftover `.partial-*` folders are incomplete by construction and are removed on load.
+Leftover `.partial-*` folders are incomplete by construction and are removed on load —
+but only abandoned ones: a process renders while holding the project's render lock
+(`render_lock`: flock on the project folder, released by the kernel when the process
+dies, even by SIGKILL), and every partial folder records its writer's pid and host
+(.owner.json). Opening a project (`status` in another terminal, the app) sweeps a
+partial only when no other process holds the lock, or when its writer is gone.
+
+A failed save changes nothing: the in-memory project returns to what project.json
+holds, and the store never writes a project that `Project.from_dict` would refuse.
 """
 
 from __future__ import annotations
@@ -19,10 +27,19 @@ import logging
 import os
 import re
 import shutil
+import socket
 import subprocess
+import threading
+import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; partials are then judged by their owner file alone
+    fcntl = None
 
 import numpy as np
 import torch
@@ -35,7 +52,7 @@ from ..motion import MotionState
 from ..seams import tail_window
 from ..settings import LIMITS
 from ..video_io import iter_frames, probe_clip, write_mp4
-from .model import ID_PATTERN, Project, ProjectError, Take, new_id
+from .model import ID_PATTERN, Project, ProjectError, Take, new_id, parse_json
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +64,12 @@ LATENTS_FILE = "latents.safetensors"
 MOTION_IN_FILE = "motion_in.safetensors"
 MOTION_OUT_FILE = "motion_out.safetensors"
 PARTIAL_PREFIX = ".partial-"
+OWNER_FILE = ".owner.json"  # in a partial take folder: {"pid", "host", "started"} of the process writing it
+TAKE_FILES = (TAKE_FILE, CLIP_FILE, LATENTS_FILE, MOTION_IN_FILE, MOTION_OUT_FILE)
+MAX_PROJECT_JSON_BYTES = 32 * 1024**2  # 24 shots of 100,000-character prompts fit easily
+MAX_TAKE_JSON_BYTES = 8 * 1024**2
+PARTIAL_STALE_S = 3600  # a partial whose writer cannot be checked (another host) is abandoned after this
+LOCK_WAIT_S = 5.0  # a new render waits this long for an open (which holds the lock for milliseconds) to finish
 
 
 class BrokenTake(ProjectError):
@@ -95,6 +118,10 @@ class StorageError(ProjectError):
     """The project could not be written (disk full, read-only, no permission); nothing was lost."""
 
 
+class ProjectBusy(ProjectError):
+    """Another process is rendering this project (it holds the render lock)."""
+
+
 def storage_error(error: OSError, what: str, folder: Path) -> StorageError:
     """A readable StorageError for an OSError raised while writing `what` into `folder`."""
     reasons = {
@@ -111,8 +138,167 @@ def storage_error(error: OSError, what: str, folder: Path) -> StorageError:
         reason = reasons[errno.ENOSPC]
     else:
         reason = error.strerror or (text.splitlines()[0][:200] if text else type(error).__name__)
-    return StorageError(f"could not save {what}: {reason} ({folder}). Nothing was lost: earlier takes and the "
-                        "project are as they were. Free some space (or fix the folder's permissions) and try again.")
+    return StorageError(f"could not save {what}: {reason} (in the folder {Path(folder).name!r}). Nothing was lost: "
+                        "earlier takes and the project are as they were. Free some space (or fix the folder's "
+                        "permissions) and try again.")
+
+
+def read_json(path: Path, what: str, max_bytes: int, advice: str = "") -> Any:
+    """The JSON value in the file at `path` (see model.parse_json), refusing files over `max_bytes`
+    before reading them. FileNotFoundError passes through."""
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise ProjectError(f"{what} is {size / 1024**2:,.1f} MiB; no SVI Studio {what} is over "
+                           f"{max_bytes // 1024**2} MiB. {advice}".strip())
+    return parse_json(path.read_bytes(), what, advice)
+
+
+def is_project_file(relative: PurePosixPath, project: Project) -> bool:
+    """Whether a project-relative path belongs to the project's layout (see model.py): project.json,
+    the reference and anchor images it names, and the files of takes of its shots."""
+    name = relative.as_posix()
+    if name == PROJECT_FILE or name in {project.reference} | {shot.anchor_image for shot in project.shots}:
+        return True
+    parts = relative.parts
+    return (len(parts) == 4 and parts[0] == "takes" and parts[3] in TAKE_FILES
+            and any(shot.id == parts[1] for shot in project.shots) and bool(ID_PATTERN.fullmatch(parts[2])))
+
+
+# -- the render lock ---------------------------------------------------------------------------
+# flock on the project folder itself (no file is added to the project). One open file per
+# project per process, shared by every render_lock in the process (flock locks belong to an
+# open file, so a second open in the same process would conflict with the first).
+_LOCKS: dict[str, list] = {}  # resolved project folder → [fd or None, depth]
+_LOCKS_GUARD = threading.Lock()
+
+
+@contextmanager
+def render_lock(root: str | Path, wait_s: float | None = None) -> Iterator[None]:
+    """Hold the project's render lock: while it is held no other process renders into the
+    project, and no other process's open sweeps this process's partial takes. Re-entrant within
+    a process. ProjectBusy (after waiting up to `wait_s` for a reader's brief hold to end) if
+    another process is rendering. Where the filesystem has no flock, it holds nothing and says so
+    in the log: partial takes are then protected by their owner file only."""
+    key = str(Path(root).resolve())
+    with _LOCKS_GUARD:
+        entry = _LOCKS.get(key)
+        if entry is None:
+            entry = _LOCKS[key] = [_acquire(key, LOCK_WAIT_S if wait_s is None else wait_s), 0]
+        entry[1] += 1
+    try:
+        yield
+    finally:
+        with _LOCKS_GUARD:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del _LOCKS[key]
+                if entry[0] is not None:
+                    os.close(entry[0])  # closing the file releases the lock
+
+
+def _acquire(folder: str, wait_s: float) -> int | None:
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return None  # no such folder (yet): opening or creating the project says what is wrong
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() < deadline:
+                time.sleep(0.05)
+                continue
+            os.close(fd)
+            holder = _lock_holder(folder)
+            who = f"another process (pid {holder})" if holder else "another process"
+            raise ProjectBusy(f"this project is being rendered by {who}; wait for it to finish or cancel it"
+                              + (f" (Ctrl-C in its terminal, or kill {holder})" if holder else "")
+                              + ", then try again.") from None
+        except OSError as error:  # ENOLCK, EOPNOTSUPP: a filesystem without flock (some network mounts)
+            os.close(fd)
+            log.warning("cannot lock %s (%s); renders from two processes are not kept apart", folder, error.strerror)
+            return None
+
+
+def _lock_holder(folder: str) -> int | None:
+    """The pid of the process holding a flock on `folder`, from /proc/locks (Linux), else None."""
+    try:
+        info = os.stat(folder)
+        inode = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+        with open("/proc/locks", encoding="ascii", errors="replace") as locks:
+            for line in locks:
+                fields = line.split()
+                if len(fields) > 5 and fields[1] == "FLOCK" and fields[5] == inode and fields[4].isdigit():
+                    pid = int(fields[4])
+                    if pid != os.getpid():
+                        return pid
+    except OSError:
+        pass
+    return None
+
+
+@contextmanager
+def _lock_state(root: Path) -> Iterator[str]:
+    """Who renders into the project now: "self" (this process holds the render lock), "other"
+    (another process does), "free" (nobody; a shared lock is held until the block ends, so no
+    render can start meanwhile) or "unknown" (no flock here)."""
+    with _LOCKS_GUARD:
+        held_here = str(root.resolve()) in _LOCKS
+    fd = None
+    state = "self" if held_here else "unknown"
+    if not held_here and fcntl is not None:
+        try:
+            fd = os.open(root, os.O_RDONLY)
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            state = "free"
+        except BlockingIOError:
+            state = "other"
+        except OSError:
+            state = "unknown"
+    try:
+        yield state
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _write_owner(partial: Path) -> None:
+    """Record which process writes this partial take folder (see _abandoned)."""
+    owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": round(time.time(), 3)}
+    (partial / OWNER_FILE).write_text(json.dumps(owner), encoding="utf-8")
+
+
+def _abandoned(partial: Path, state: str) -> bool:
+    """Whether nobody is writing `partial` any more, given the render lock's state."""
+    if state == "free":
+        return True  # every writer holds the lock while its partial exists
+    try:
+        owner = json.loads((partial / OWNER_FILE).read_text(encoding="utf-8"))
+        pid, host, started = int(owner["pid"]), str(owner["host"]), float(owner["started"])
+    except (OSError, ValueError, KeyError, TypeError):
+        if state == "self":
+            return True  # this process holds the lock and writes an owner file first: nobody else writes it
+        try:  # no readable owner file: judged by age
+            return time.time() - partial.stat().st_mtime > PARTIAL_STALE_S
+        except OSError:
+            return False
+    if host == socket.gethostname():
+        if pid == os.getpid():
+            return False  # this process's own write in progress
+        if state == "self":
+            return True  # another process cannot be writing while this one holds the lock
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True  # its writer is gone
+        except OSError:
+            pass  # alive, owned by another user
+        return False
+    return time.time() - started > PARTIAL_STALE_S
 
 
 def image_fingerprint(path: str | Path) -> str:
@@ -136,6 +322,7 @@ class ProjectStore:
         self.broken_takes: dict[str, str] = {}  # take id → why it is broken
         self._takes: dict[tuple[str, str], tuple[tuple[int, int, int], Take]] = {}  # see take()
         self._clips: dict[tuple[str, str], tuple] = {}  # clip file versions check_clip found sound
+        self._saved = copy.deepcopy(project.to_dict())  # what project.json holds (see save())
 
     # -- create / load / save ---------------------------------------------------------------
 
@@ -156,55 +343,82 @@ class ProjectStore:
         root = Path(root)
         path = root / PROJECT_FILE
         if not path.is_file():
-            raise ProjectError(f"{path} not found: this folder holds no SVI Studio project.")
+            raise ProjectError(f"the folder {root.name!r} holds no {PROJECT_FILE}: it is not an SVI Studio project.")
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ProjectError(
-                f"{path} is damaged ({error}). The file and every take were left as they are; "
-                "restore project.json from a bundle or a backup."
-            ) from None
+            data = read_json(path, PROJECT_FILE, MAX_PROJECT_JSON_BYTES,
+                             "The file and every take were left as they are; restore project.json from a bundle "
+                             "or a backup.")
+        except OSError as error:
+            raise ProjectError(f"{PROJECT_FILE} cannot be read ({error.strerror}); it was left as it is.") from None
         store = cls(root, Project.from_dict(data))
         store._recover()
         return store
 
+    def render_lock(self, wait_s: float | None = None):
+        """See the module's render_lock: held by a render for its whole duration."""
+        return render_lock(self.root, wait_s)
+
     def save(self) -> None:
-        """Write project.json atomically (StorageError, with the old file intact, if the disk refuses)."""
+        """Write project.json atomically. If that fails (StorageError when the disk refuses; ProjectError
+        when the project could not be opened again, e.g. over the shot limit), project.json is left as it
+        was and the in-memory project returns to what it holds: what the app and `status` show is what
+        is on disk."""
+        data = self.project.to_dict()
         try:
-            atomic_write_json(self.root / PROJECT_FILE, self.project.to_dict())
+            Project.from_dict(copy.deepcopy(data))  # never write a project file the loader would refuse
+            atomic_write_json(self.root / PROJECT_FILE, data)
         except OSError as error:
+            self._restore()
             raise storage_error(error, "the project", self.root) from None
+        except BaseException:
+            self._restore()
+            raise
+        self._saved = copy.deepcopy(data)
+
+    def _restore(self) -> None:
+        """Put the in-memory project back to the last state saved (or loaded)."""
+        self.project = Project.from_dict(copy.deepcopy(self._saved))
 
     def _recover(self) -> None:
-        """Drop partial take folders, adopt complete takes project.json does not list yet,
-        and mark listed takes whose files are missing or damaged as broken."""
+        """Drop abandoned partial take folders, adopt complete takes project.json does not list yet,
+        and mark listed takes whose files are missing or damaged as broken.
+
+        While another process renders into the project (it holds the render lock) its partial
+        folder and its complete-but-not-yet-listed take are its own: they are left alone, and
+        nothing is saved (the renderer records its take itself)."""
         changed = False
         by_id = {shot.id: shot for shot in self.project.shots}
         takes_root = self.root / "takes"
-        for shot_dir in sorted(takes_root.iterdir()) if takes_root.is_dir() else []:
-            if not shot_dir.is_dir():
-                continue
-            for take_dir in sorted(shot_dir.iterdir()):
-                if take_dir.name.startswith(PARTIAL_PREFIX):
-                    log.warning("removing incomplete take folder %s (left by an interrupted render)", take_dir)
-                    shutil.rmtree(take_dir, ignore_errors=True)
+        with _lock_state(self.root) as state:
+            for shot_dir in sorted(takes_root.iterdir()) if takes_root.is_dir() else []:
+                if not shot_dir.is_dir():
                     continue
-                shot = by_id.get(shot_dir.name)
-                if (shot is None or take_dir.name in shot.takes or not ID_PATTERN.fullmatch(take_dir.name)
-                        or not (take_dir / TAKE_FILE).is_file() or self._check_take_files(shot.id, take_dir.name)):
-                    continue  # only complete, readable takes are adopted; anything else is left where it is
-                shot.takes.append(take_dir.name)  # complete, but the crash came before project.json
-                if shot.selected_take is None:
-                    shot.selected_take = take_dir.name
-                    shot.seed = self.take(shot.id, take_dir.name).seed
-                changed = True
+                for take_dir in sorted(shot_dir.iterdir()):
+                    if take_dir.name.startswith(PARTIAL_PREFIX):
+                        if _abandoned(take_dir, state):
+                            log.warning("removing incomplete take folder %s (left by an interrupted render)", take_dir)
+                            shutil.rmtree(take_dir, ignore_errors=True)
+                        continue
+                    shot = by_id.get(shot_dir.name)
+                    if (state == "other" or shot is None or take_dir.name in shot.takes
+                            or not ID_PATTERN.fullmatch(take_dir.name) or not (take_dir / TAKE_FILE).is_file()
+                            or self._check_take_files(shot.id, take_dir.name)):
+                        continue  # only complete, readable takes are adopted; anything else is left where it is
+                    shot.takes.append(take_dir.name)  # complete, but the crash came before project.json
+                    if shot.selected_take is None:
+                        shot.selected_take = take_dir.name
+                        shot.seed = self.take(shot.id, take_dir.name).seed
+                    changed = True
+        if changed:
+            try:
+                self.save()
+            except StorageError as error:  # a read-only folder still opens; the next open adopts them again
+                log.warning("could not record adopted takes: %s", error)
         for shot in self.project.shots:
             for take_id in shot.takes:
                 problem = self._check_take_files(shot.id, take_id)
                 if problem:
                     self.broken_takes[take_id] = problem
-        if changed:
-            self.save()
 
     def _check_take_files(self, shot_id: str, take_id: str) -> str | None:
         folder = self.take_dir(shot_id, take_id)
@@ -268,7 +482,7 @@ class ProjectStore:
 
     def _read_take(self, path: Path, shot_id: str, take_id: str) -> Take:
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = read_json(path, TAKE_FILE, MAX_TAKE_JSON_BYTES)
             take = Take.from_dict(data if isinstance(data, dict) else {})
         except FileNotFoundError:
             raise BrokenTake(f"{path} is missing.") from None
@@ -409,6 +623,7 @@ class ProjectStore:
             if partial.exists():
                 shutil.rmtree(partial)
             partial.mkdir(parents=True)
+            _write_owner(partial)  # so an open by another process knows this partial is being written
         except OSError as error:
             raise storage_error(error, f"the new take of shot {take.shot_id}", final.parent) from None
         try:
@@ -419,6 +634,7 @@ class ProjectStore:
             if latents is not None:
                 atomic_write_bytes(partial / LATENTS_FILE, st_save({"latents": latents.contiguous()}))
             atomic_write_json(partial / TAKE_FILE, take.to_dict())
+            (partial / OWNER_FILE).unlink()
             fsync_dir(partial)
             os.replace(partial, final)
             fsync_dir(final.parent)
