@@ -37,6 +37,7 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from ..engines import default_engine_name
+from ..project.model import max_shots as project_max_shots
 from . import jobs, runtime, views
 from .presenter import CARD_FIELDS, card_key
 from .params import shot_number, true_or_false
@@ -47,7 +48,6 @@ from .studio import Studio
 log = logging.getLogger(__name__)
 
 CSS_PATH = Path(__file__).with_name("studio.css")
-DEFAULT_MAX_SHOTS = 24
 RENDER_GROUP = "gpu"
 EXPORT_GROUP = "export"
 
@@ -125,7 +125,7 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
 
     engine_name = engine_name or os.environ.get("SVI_ENGINE") or default_engine_name()
     data_dir = Path(data_dir or default_data_dir()).resolve()
-    max_shots = max_shots or int(os.environ.get("SVI_MAX_SHOTS") or DEFAULT_MAX_SHOTS)
+    max_shots = min(max_shots or project_max_shots(), project_max_shots())  # the loader refuses more
     quota_gb = env_number("SVI_SESSION_QUOTA_GB", DEFAULT_QUOTA_GB) if session_quota_gb is None else session_quota_gb
     ttl_hours = env_number("SVI_SESSION_TTL_HOURS", DEFAULT_TTL_HOURS) if session_ttl_hours is None else session_ttl_hours
     quota_bytes = int(quota_gb * 2**30) if quota_gb else None
