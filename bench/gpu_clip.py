@@ -39,6 +39,7 @@ from diffusers import AutoencoderKLWan, WanTransformer3DModel  # noqa: E402
 from diffusers.models.transformers.transformer_wan import WanRotaryPosEmbed  # noqa: E402
 
 from bench_tiny_engine import RegionTimer, instrument, table  # noqa: E402
+from svi_studio.engines.request import ClipRequest
 
 # Wan-AI/Wan2.1-I2V-14B-480P-Diffusers transformer/config.json
 WAN21_I2V_14B = dict(
@@ -222,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     anchor = engine.encode_anchor(reference, settings)
     prompt = "a lighthouse keeper climbs the spiral stairs at dusk"
     if warmup_steps:
-        engine.generate_clip(anchor, None, prompt, "", 0, replace(settings, steps=warmup_steps))
+        engine.generate_clip(ClipRequest(anchor, None, prompt, "", 0, replace(settings, steps=warmup_steps)))
 
     timer = RegionTimer(sync)
     instrument(engine, timer)
@@ -233,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
         timer.reset()
         start = time.perf_counter()
         with timer.region("generate"):
-            clip = engine.generate_clip(anchor, motion, prompt, "", index + 1, settings)
+            clip = engine.generate_clip(ClipRequest(anchor, motion, prompt, "", index + 1, settings))
         total = time.perf_counter() - start
         runs.append({**{("other" if k == "generate" else k): v for k, v in timer.totals.items()}, "total": total})
         motion = clip.motion_out

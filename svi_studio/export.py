@@ -1,8 +1,8 @@
 """Export: the selected takes, stitched, written with moviepy as an H.264 mp4.
 
 Frames are pulled lazily (one or two takes decoded at a time), so memory does not
-grow with the film's length. Cuts follow `Director.film_segments` — the same
-stitching the preview uses — so with no crossfade the file's frame count is exactly
+grow with the film's length. Cuts follow the timeline's segments (timeline.py, the
+same the preview and the status use) — so with no crossfade the file's frame count is exactly
 the stitching rule's. A crossfade of d seconds overlaps the last n = round(d·fps)
 kept frames before a cut with the first n after it (the film gets n frames shorter
 per cut; the timeline says so). A sidecar JSON timeline lists each shot's start/end
@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from PIL import Image
 
 from .fsutil import atomic_write_json, fsync_dir, remove_stale_temps
 from .project.model import ProjectError
-
-if TYPE_CHECKING:
-    from .director import Director, FilmSegment
+from .timeline import FilmSegment, plan_cuts  # noqa: F401 - plan_cuts is re-exported
 
 QUALITY = {"final": "16", "preview": "23"}
 MAX_CROSSFADE_S = 2.0
@@ -38,24 +36,29 @@ def timeline_path(out_path: Path) -> Path:
     return out_path.with_suffix(".timeline.json")
 
 
-def plan_cuts(segments: list["FilmSegment"], fade_frames: int) -> list[dict[str, Any]]:
-    """Film position of each segment once crossfades overlap neighbours by `fade_frames`."""
-    plan, cursor = [], 0
-    for position, segment in enumerate(segments):
-        length = segment.end - segment.start
-        plan.append({"segment": segment, "film_first": cursor, "length": length})
-        cursor += length - (fade_frames if position < len(segments) - 1 else 0)
-    return plan
+@dataclass
+class ExportOptions:
+    """audio: a soundtrack file (cut or padded with silence to the film). crossfade: seconds
+    overlapped at each cut. scale: output size factor. quality: "final" or "preview".
+    write_timeline: also write <film>.timeline.json."""
+
+    audio: str | Path | None = None
+    crossfade: float = 0.0
+    scale: float = 1.0
+    quality: str = "final"
+    write_timeline: bool = True
 
 
-def export_film(director: "Director", out_path: Path, audio: str | Path | None = None, crossfade: float = 0.0,
-                scale: float = 1.0, segments: list["FilmSegment"] | None = None, quality: str = "final",
-                write_timeline: bool = True) -> dict[str, Any]:
-    """Write the film to `out_path` (atomic) and its timeline beside it; return the timeline."""
+def export_film(segments: Sequence[FilmSegment], frames_of: Callable[[FilmSegment], np.ndarray], out_path: Path,
+                options: ExportOptions | None = None) -> dict[str, Any]:
+    """Write the film cut from `segments` to `out_path` (atomic) and its timeline beside it; return the timeline.
+
+    frames_of(segment): the decoded frames (T, H, W, 3) uint8 of the segment's take."""
     from moviepy import AudioClip, AudioFileClip, VideoClip, concatenate_audioclips
 
-    fps = director.project.settings.fps
-    segments = segments if segments is not None else director.film_segments(strict=True)
+    options = options or ExportOptions()
+    audio, crossfade, scale = options.audio, options.crossfade, options.scale
+    quality, write_timeline = options.quality, options.write_timeline
     if not segments:
         raise ExportError("nothing to export: no shot has a take yet.")
     fps = segments[0].take.fps
@@ -74,16 +77,6 @@ def export_film(director: "Director", out_path: Path, audio: str | Path | None =
     first = segments[0].take
     width = _even(int(round(first.width * scale)))
     height = _even(int(round(first.height * scale)))
-
-    decoded: OrderedDict[str, np.ndarray] = OrderedDict()
-
-    def frames_of(segment) -> np.ndarray:
-        key = segment.take.id
-        if key not in decoded:
-            decoded[key] = director.store.frames(segment.shot_id, key)
-            while len(decoded) > 2:
-                decoded.popitem(last=False)
-        return decoded[key]
 
     def segment_frame(item: dict[str, Any], offset: int) -> np.ndarray:
         segment = item["segment"]

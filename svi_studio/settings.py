@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
+from .errors import UserError
 
 SEED_MAX = 2**64 - 1  # torch.Generator.manual_seed accepts 0 .. 2**64 - 1
 
@@ -22,7 +23,7 @@ WAN_NEGATIVE_PROMPT = (
 )
 
 
-class SettingsError(ValueError):
+class SettingsError(UserError, ValueError):
     """A setting that cannot be used; the message says what to do instead."""
 
 

@@ -1,9 +1,14 @@
 """The engine interface every engine implements (wan, tiny, draft).
 
-An engine turns (anchor, incoming motion state, prompt, seed, settings) into one
-clip. It encodes the reference once into an `Anchor`, and hands each clip's
-outgoing `MotionState` to the next clip. Director, project store, UI and export
-only ever talk to this interface.
+An engine turns a `ClipRequest` (anchor, incoming motion state, prompt, seed, settings,
+per-shot conditions) into one clip. It encodes the reference once into an `Anchor`, and
+hands each clip's outgoing `MotionState` to the next clip. Director, project store, UI
+and export only ever talk to this interface.
+
+Each engine says what it uses: `accepts` (the condition names it honours) and
+`used_settings(settings)` (the ClipSettings fields that change its output). A take's
+recipe covers exactly those, so changing something an engine ignores never makes a
+take stale, and a condition it cannot honour is refused before anything renders.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from PIL import Image
 from ..motion import MotionState
 from ..settings import ClipSettings
 from ..stitching import StitchRule
+from ..errors import UserError
+from .request import ClipRequest
 
 # on_step(step, total_steps): called after every denoising step (1-based step).
 StepCallback = Callable[[int, int], None]
@@ -32,7 +39,7 @@ class Cancelled(Exception):
     """Raised inside generate_clip when the cancel token is set between steps."""
 
 
-class EngineError(RuntimeError):
+class EngineError(UserError, RuntimeError):
     """An engine failure the user can act on (the message says how)."""
 
 
@@ -98,21 +105,19 @@ class Engine(ABC):
     def encode_anchor(self, image: Image.Image, settings: ClipSettings) -> Anchor:
         """Encode the reference image once, at settings.width × settings.height."""
 
-    @abstractmethod
-    def generate_clip(
-        self,
-        anchor: Anchor,
-        motion_in: MotionState | None,
-        prompt: str,
-        negative_prompt: str,
-        seed: int,
-        settings: ClipSettings,
-        on_step: StepCallback | None = None,
-        cancel: CancelToken | None = None,
-    ) -> Clip:
-        """Render one clip. motion_in is None for the first clip of a film.
+    #: the per-shot conditions (request.CONDITION_ROLES) this engine honours.
+    accepts: frozenset[str] = frozenset()
 
-        Deterministic: equal inputs and seed on the same device give identical frames.
+    def used_settings(self, settings: ClipSettings) -> frozenset[str]:
+        """The ClipSettings fields that change this engine's clips (all of them unless it says otherwise)."""
+        return frozenset(settings.to_dict())
+
+    @abstractmethod
+    def generate_clip(self, request: ClipRequest, on_step: StepCallback | None = None,
+                      cancel: CancelToken | None = None) -> Clip:
+        """Render one clip. request.motion_in is None for the first clip of a film.
+
+        Deterministic: equal requests on the same device give identical frames.
         Calls on_step after every step; raises Cancelled if cancel.is_set() between steps.
         """
 

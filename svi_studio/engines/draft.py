@@ -25,6 +25,7 @@ from PIL import Image, ImageDraw, ImageFont
 from ..motion import CAMERA, MotionState
 from ..settings import ClipSettings, validate_seed
 from ..stitching import StitchRule
+from .request import ANCHOR_IMAGE, ClipRequest
 from .base import Anchor, Cancelled, CancelToken, Clip, Engine, EngineError, StepCallback, resize_to_fill
 from .camera import CameraPlan, TakeVariation, clamp_pose, crop_box, parse_camera, plan_camera
 
@@ -78,27 +79,27 @@ class DraftEngine(Engine):
         return Anchor(image=fitted, width=width, height=height,
                       tensors={"source": torch.from_numpy(np.array(source, dtype=np.uint8))})
 
-    def generate_clip(
-        self,
-        anchor: Anchor,
-        motion_in: MotionState | None,
-        prompt: str,
-        negative_prompt: str,
-        seed: int,
-        settings: ClipSettings,
-        on_step: StepCallback | None = None,
-        cancel: CancelToken | None = None,
-    ) -> Clip:
+    accepts = frozenset({ANCHOR_IMAGE})
+
+    def used_settings(self, settings: ClipSettings) -> frozenset[str]:
+        """Only the frame size, count and rate: there is no sampler, guidance or LoRA."""
+        return frozenset({"width", "height", "num_frames", "fps"})
+
+    def generate_clip(self, request: ClipRequest, on_step: StepCallback | None = None,
+                      cancel: CancelToken | None = None) -> Clip:
         """Render the clip: frames (T, H, W, 3) uint8, T = settings.num_frames.
 
         on_step(chunk, chunks) after every CHUNK_FRAMES frames; cancel is checked before
-        each chunk. negative_prompt is ignored (there is nothing to steer away from).
+        each chunk. The negative prompt is ignored (there is nothing to steer away from).
+        A shot's own anchor image arrives as `request.anchor`: the camera carries on from
+        the previous clip's pose, over the new picture (a cut to it).
         """
+        anchor, settings, prompt = request.anchor, request.settings, request.prompt
         if cancel is not None and cancel.is_set():
             raise Cancelled()
         if (anchor.width, anchor.height) != (settings.width, settings.height):
             raise EngineError("the anchor was encoded at another resolution; encode the reference again.")
-        plan, note = self.plan_camera(prompt, seed, settings, motion_in)
+        plan, note = self.plan_camera(prompt, request.seed, settings, request.motion_in)
         source = anchor_source(anchor)
         overlays = self.overlays(prompt, settings.width, settings.height)
 

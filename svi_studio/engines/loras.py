@@ -28,12 +28,13 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
+from ..errors import UserError
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
 TARGETS = ("high", "low", "both")
 
 
-class LoraError(ValueError):
+class LoraError(UserError, ValueError):
     """A LoRA file that cannot be used; the message names the file and says why."""
 
 

@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from ..settings import ClipSettings
+from ..errors import UserError
 
 PRESET_DIR = Path(__file__).resolve().parents[2] / "presets" / "models"
 OFFLOAD_POLICIES = ("none", "model", "group", "sequential")
 SVI_MODES = ("pro", "film", "shot")
 
 
-class PresetError(ValueError):
+class PresetError(UserError, ValueError):
     """A preset file that cannot be used."""
 
 

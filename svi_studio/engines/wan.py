@@ -16,6 +16,7 @@ from PIL import Image
 from ..motion import LATENT_TAIL, PIXEL_TAIL, MotionState
 from ..settings import WAN_NEGATIVE_PROMPT, ClipSettings
 from ..stitching import StitchRule, pixel_rule, svi_pro_rule
+from .request import ANCHOR_IMAGE, ClipRequest
 from .base import Anchor, Cancelled, CancelToken, Clip, Engine, EngineError, OutOfMemory, StepCallback, resize_to_fill
 from .loras import LoraSpec, LoraStack
 from .presets import ModelPreset, load_preset, resolve_lora_file
@@ -74,17 +75,23 @@ class WanEngine(Engine):
             tensors={"anchor_latent": anchor_latent, "reference_frame": pixels[0].float().cpu()},
         )
 
-    def generate_clip(
-        self,
-        anchor: Anchor,
-        motion_in: MotionState | None,
-        prompt: str,
-        negative_prompt: str,
-        seed: int,
-        settings: ClipSettings,
-        on_step: StepCallback | None = None,
-        cancel: CancelToken | None = None,
-    ) -> Clip:
+    @property
+    def accepts(self) -> frozenset[str]:
+        return frozenset({ANCHOR_IMAGE})
+
+    def used_settings(self, settings: ClipSettings) -> frozenset[str]:
+        """Every setting, except the second expert's on one transformer and the motion
+        latents count outside SVI 2.0 Pro (pixel modes carry a fixed number of frames)."""
+        unused = set()
+        if not self.two_experts:
+            unused |= {"guidance_2", "boundary_ratio"}
+        if self.svi_mode != "pro":
+            unused.add("num_motion_latents")
+        return frozenset(settings.to_dict()) - unused
+
+    def generate_clip(self, request: ClipRequest, on_step: StepCallback | None = None,
+                      cancel: CancelToken | None = None) -> Clip:
+        anchor, settings = request.anchor, request.settings
         if (anchor.width, anchor.height) != (settings.width, settings.height):
             raise EngineError("the anchor was encoded at another resolution; encode the reference again.")
         # 1. LoRA weights and sampler for this clip.
@@ -94,7 +101,7 @@ class WanEngine(Engine):
             self.pipe.register_to_config(boundary_ratio=settings.boundary_ratio)
 
         # 2. The SVI condition from the anchor and the incoming motion state.
-        condition, first_frame = self._condition(anchor, motion_in, settings)
+        condition, first_frame = self._condition(request)
 
         # 3. Denoise; the step callback reports progress and honours cancel.
         def step_end(pipe, step, timestep, callback_kwargs):
@@ -104,7 +111,7 @@ class WanEngine(Engine):
                 raise Cancelled()
             return {}
 
-        generator = torch.Generator("cpu").manual_seed(int(seed))
+        generator = torch.Generator("cpu").manual_seed(int(request.seed))
         kwargs: dict[str, Any] = {}
         if self.two_experts:
             kwargs["guidance_scale_2"] = settings.guidance if settings.guidance_2 is None else settings.guidance_2
@@ -113,8 +120,8 @@ class WanEngine(Engine):
         try:
             latents = self.pipe(
                 image=first_frame,
-                prompt=prompt,
-                negative_prompt=negative_prompt or WAN_NEGATIVE_PROMPT,
+                prompt=request.prompt,
+                negative_prompt=request.negative_prompt or WAN_NEGATIVE_PROMPT,
                 height=settings.height,
                 width=settings.width,
                 num_frames=settings.num_frames,
@@ -161,8 +168,9 @@ class WanEngine(Engine):
         return {name: named.get(name, spec.weight if spec.role != "style" else 0.0)
                 for name, spec in self.loras.specs.items()} | named
 
-    def _condition(self, anchor: Anchor, motion_in: MotionState | None, settings: ClipSettings):
+    def _condition(self, request: ClipRequest):
         """(SVICondition, the PIL frame the pipeline — and CLIP, on Wan2.1 — sees first)."""
+        anchor, motion_in, settings = request.anchor, request.motion_in, request.settings
         if self.svi_mode == "pro":
             motion = None
             if motion_in is not None:
@@ -185,6 +193,8 @@ class WanEngine(Engine):
             motion = tail.permute(0, 3, 1, 2).float() / 127.5 - 1.0
         padding = reference if self.svi_mode == "shot" else None
         condition = SVICondition(PIXEL_MODE, motion_frames=motion, padding_frame=padding)
+        if request.condition(ANCHOR_IMAGE) is not None:
+            return condition, anchor.image  # the shot's own anchor: CLIP sees it, as it sees the reference
         first = ((motion[0].permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
         return condition, Image.fromarray(first)
 

@@ -6,7 +6,8 @@ disk and `status.py` derives each shot's status from them. Nothing here does I/O
 On disk (one folder per project):
     project.json                 this file's data, schema-versioned, stable key order
     reference.png                the reference image (identity anchor)
-    anchors/<sha>.png            per-shot anchor images (optional)
+    media/<sha>.<ext>            per-shot media: anchor images, end frames, pose videos
+                                 (content-addressed; schema 1 kept anchors in anchors/)
     takes/<shot_id>/<take_id>/   one folder per complete take (see Take)
 """
 
@@ -18,8 +19,9 @@ from dataclasses import MISSING, asdict, dataclass, field
 from typing import Any
 
 from ..settings import ClipSettings, SettingsError, normalise_settings, validate_seed
+from ..errors import UserError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: Shot.media replaces Shot.anchor_image (schema 1 files load and migrate)
 SHOT_OVERRIDE_KEYS = ("steps", "guidance", "guidance_2", "flow_shift", "lora_weights")
 # Shot and take ids name folders (takes/<shot id>/<take id>/): letters, digits, '-' and '_' only,
 # so an id read from a project file (or an uploaded bundle) can never point outside the project.
@@ -34,7 +36,7 @@ def check_id(value: str, what: str) -> str:
     return value
 
 
-class ProjectError(ValueError):
+class ProjectError(UserError, ValueError):
     """A project that cannot be loaded or changed as asked; the message says why and what to do."""
 
 
@@ -55,7 +57,8 @@ class Shot:
     seed: the seed its next render uses; equals the selected take's seed after a render.
     seed_locked: keep `seed` on re-rolls instead of drawing a new one.
     overrides: per-shot sampler settings (keys in SHOT_OVERRIDE_KEYS).
-    anchor_image: project-relative path of the shot's own anchor image, or None (use the reference).
+    media: condition role ("anchor_image", "end_image", "pose_video") → project-relative
+        path of the shot's own file; an absent anchor_image means the reference anchors it.
     takes: take ids, oldest first. selected_take: one of them, or None.
     """
 
@@ -63,11 +66,16 @@ class Shot:
     seed: int = field(default_factory=random_seed)
     seed_locked: bool = False
     overrides: dict[str, Any] = field(default_factory=dict)
-    anchor_image: str | None = None
+    media: dict[str, str] = field(default_factory=dict)
     id: str = field(default_factory=new_id)
     takes: list[str] = field(default_factory=list)
     selected_take: str | None = None
     extra: dict[str, Any] = field(default_factory=dict, repr=False)  # keys this version does not know, kept as read
+
+    @property
+    def anchor_image(self) -> str | None:
+        """The shot's own anchor image (project-relative), or None."""
+        return self.media.get("anchor_image")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -91,7 +99,7 @@ class Shot:
             seed=seed if seed is not None else random_seed(),
             seed_locked=bool(data.get("seed_locked", False)),
             overrides={k: v for k, v in _typed(data, "overrides", dict, {}).items() if k in SHOT_OVERRIDE_KEYS},
-            anchor_image=_typed(data, "anchor_image", str, None),
+            media=_media(data),
             id=shot_id,
             takes=takes,
             selected_take=selected,
@@ -178,7 +186,18 @@ class Project:
         raise ProjectError(f"no shot with id {shot_id!r}.")
 
 
-SHOT_KEYS = ("prompt", "seed", "seed_locked", "overrides", "anchor_image", "id", "takes", "selected_take")
+SHOT_KEYS = ("prompt", "seed", "seed_locked", "overrides", "media", "anchor_image", "id", "takes", "selected_take")
+
+
+def _media(data: dict[str, Any]) -> dict[str, str]:
+    """A shot's media map; schema 1's `anchor_image` becomes media["anchor_image"]."""
+    media = _typed(data, "media", dict, {})
+    if not all(isinstance(k, str) and isinstance(v, str) and v for k, v in media.items()):
+        raise ProjectError("project.json: a shot's 'media' must map role names to file paths.")
+    legacy = _typed(data, "anchor_image", str, None)
+    if legacy and "anchor_image" not in media:
+        media = {"anchor_image": legacy, **media}
+    return dict(media)
 PROJECT_KEYS = ("schema_version", "name", "reference", "style_prompt", "negative_prompt", "engine", "settings", "shots")
 
 

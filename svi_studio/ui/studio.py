@@ -27,6 +27,7 @@ import gradio as gr
 
 from ..director import Director
 from ..engines.base import Engine, EngineError
+from ..errors import UserError, user_message
 from ..project.model import ProjectError, random_seed
 from ..project.spec import list_project_presets, load_spec
 from ..settings import SettingsError
@@ -41,16 +42,8 @@ SETTING_FIELDS = {"steps": "steps", "guidance": "guidance", "motion": "num_motio
                   "height": "height", "fps": "fps", "frames": "num_frames"}
 PAGE_KEYS = ("reference", "resolution", "style", "negative", "steps", "guidance", "motion", "width", "height",
              "fps", "frames", "loras", "preview", "film", "add_shot")
-USER_ERRORS = (ValueError, EngineError)  # ProjectError, SettingsError, LoraError, UploadError, ExportError, …
+USER_ERRORS = UserError  # ProjectError, SettingsError, EngineError, LoraError, UploadError, ExportError, …
 FIRST_PRESET = "cat-adventure"
-
-
-def user_message(error: BaseException) -> str:
-    """An exception as a sentence for the page (first letter capitalised, no traceback)."""
-    text = str(error).strip() or error.__class__.__name__
-    if re.match(r"[a-z]+\b(?![.\w])", text):  # a sentence, not a file name like "cat.png is …"
-        text = text[0].upper() + text[1:]
-    return text
 
 
 def same_value(a: Any, b: Any) -> bool:
