@@ -30,7 +30,7 @@ from typing import Any, Iterator
 import numpy as np
 from PIL import Image
 
-from .engines.base import CancelToken, Engine, EngineError
+from .engines.base import CancelToken, Engine, EngineError, settings_for_conditions
 from .engines.request import ANCHOR_IMAGE, CONDITION_LABELS, CONDITION_ROLES, POSE_VIDEO
 from .media import VIDEO_SUFFIXES, check_video
 from .project.model import SHOT_OVERRIDE_KEYS, Project, ProjectError, Shot, random_seed
@@ -188,13 +188,13 @@ class Director:
     def recipe(self, shot: Shot, used_settings: frozenset[str] | list[str] | None = None) -> str:
         """The fingerprint of what the shot's clip is made from, as far as the engine uses it.
 
-        used_settings: the setting names that count (default: the loaded engine's; all of
-        them when none is loaded)."""
-        settings = self.shot_settings(shot).to_dict()
-        if used_settings is None and self.engine is not None:
-            used_settings = self.engine.used_settings(self.shot_settings(shot))
-        if used_settings is not None:
-            settings = {key: value for key, value in settings.items() if key in used_settings}
+        used_settings: the setting names that count (default: the loaded engine's; with
+        none loaded, what the base Engine uses)."""
+        settings = self.shot_settings(shot)
+        if used_settings is None:
+            used_settings = (self.engine.used_settings(settings, frozenset(shot.media)) if self.engine is not None
+                             else settings_for_conditions(settings, frozenset(shot.media)))
+        settings = {key: value for key, value in settings.to_dict().items() if key in used_settings}
         return recipe_fingerprint(self.shot_prompt(shot), self.project.negative_prompt, shot.seed,
                                   settings, self.engine_id, self.anchor_fingerprint(shot),
                                   self.condition_fingerprints(shot))

@@ -47,8 +47,8 @@ class CountingEngine(Engine):
     def accepts(self):
         return self.inner.accepts
 
-    def used_settings(self, settings):
-        return self.inner.used_settings(settings)
+    def used_settings(self, settings, conditions=frozenset()):
+        return self.inner.used_settings(settings, conditions)
 
     def generate_clip(self, request, on_step=None, cancel=None):
         self.calls.append({"prompt": request.prompt, "seed": request.seed, "motion_in": request.motion_in})

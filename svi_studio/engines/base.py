@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from ..motion import MotionState
-from ..settings import ClipSettings
+from ..settings import CONDITION_SETTINGS, ClipSettings
 from ..stitching import StitchRule
 from ..errors import UserError
 from .request import ClipRequest
@@ -108,9 +108,10 @@ class Engine(ABC):
     #: the per-shot conditions (request.CONDITION_ROLES) this engine honours.
     accepts: frozenset[str] = frozenset()
 
-    def used_settings(self, settings: ClipSettings) -> frozenset[str]:
-        """The ClipSettings fields that change this engine's clips (all of them unless it says otherwise)."""
-        return frozenset(settings.to_dict())
+    def used_settings(self, settings: ClipSettings, conditions: frozenset[str] = frozenset()) -> frozenset[str]:
+        """The ClipSettings fields that change this engine's clips for a shot with these
+        conditions: all of them, except a condition's own settings when the shot lacks it."""
+        return settings_for_conditions(settings, conditions)
 
     @abstractmethod
     def generate_clip(self, request: ClipRequest, on_step: StepCallback | None = None,
@@ -124,6 +125,11 @@ class Engine(ABC):
     def describe(self) -> dict[str, Any]:
         """What to store with a take about the engine that made it."""
         return {"engine": self.name, "preset": self.preset_id, "label": self.label, "is_draft": self.is_draft}
+
+
+def settings_for_conditions(settings: ClipSettings, conditions: frozenset[str]) -> frozenset[str]:
+    """Every ClipSettings field, less those that belong to a condition not in `conditions`."""
+    return frozenset(name for name in settings.to_dict() if CONDITION_SETTINGS.get(name) in (None, *conditions))
 
 
 def resize_to_fill(image: Image.Image, width: int, height: int) -> Image.Image:

@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw, ImageFont
 from ..motion import CAMERA, MotionState
 from ..settings import ClipSettings, validate_seed
 from ..stitching import StitchRule
-from .request import ANCHOR_IMAGE, ClipRequest
+from .request import ANCHOR_IMAGE, END_IMAGE, ClipRequest
 from .base import Anchor, Cancelled, CancelToken, Clip, Engine, EngineError, StepCallback, resize_to_fill
 from .camera import CameraPlan, TakeVariation, clamp_pose, crop_box, parse_camera, plan_camera
 
@@ -79,9 +79,9 @@ class DraftEngine(Engine):
         return Anchor(image=fitted, width=width, height=height,
                       tensors={"source": torch.from_numpy(np.array(source, dtype=np.uint8))})
 
-    accepts = frozenset({ANCHOR_IMAGE})
+    accepts = frozenset({ANCHOR_IMAGE, END_IMAGE})
 
-    def used_settings(self, settings: ClipSettings) -> frozenset[str]:
+    def used_settings(self, settings: ClipSettings, conditions: frozenset[str] = frozenset()) -> frozenset[str]:
         """Only the frame size, count and rate: there is no sampler, guidance or LoRA."""
         return frozenset({"width", "height", "num_frames", "fps"})
 
@@ -92,7 +92,8 @@ class DraftEngine(Engine):
         on_step(chunk, chunks) after every CHUNK_FRAMES frames; cancel is checked before
         each chunk. The negative prompt is ignored (there is nothing to steer away from).
         A shot's own anchor image arrives as `request.anchor`: the camera carries on from
-        the previous clip's pose, over the new picture (a cut to it).
+        the previous clip's pose, over the new picture (a cut to it). An end image is
+        dissolved in over the last second, so the last frame is the end image.
         """
         anchor, settings, prompt = request.anchor, request.settings, request.prompt
         if cancel is not None and cancel.is_set():
@@ -102,6 +103,7 @@ class DraftEngine(Engine):
         plan, note = self.plan_camera(prompt, request.seed, settings, request.motion_in)
         source = anchor_source(anchor)
         overlays = self.overlays(prompt, settings.width, settings.height)
+        end_image, end_alpha = end_dissolve(request.condition(END_IMAGE), settings)
 
         frames = np.empty((settings.num_frames, settings.height, settings.width, 3), dtype=np.uint8)
         chunk_starts = range(0, settings.num_frames, CHUNK_FRAMES)
@@ -110,6 +112,8 @@ class DraftEngine(Engine):
                 raise Cancelled()
             end = min(start + CHUNK_FRAMES, settings.num_frames)
             render_poses(source, plan.poses[start:end], frames[start:end])
+            if end_image is not None:
+                blend_towards(frames[start:end], end_image, end_alpha[start:end])
             for overlay in overlays:
                 overlay.apply(frames[start:end])
             if on_step is not None:
@@ -203,6 +207,28 @@ def render_poses(source: Image.Image, poses: np.ndarray, out: np.ndarray) -> Non
             continue
         out[index] = np.asarray(source.resize((width, height), Image.Resampling.BILINEAR, box=box))
         previous_box = box
+
+
+# -- end frame -------------------------------------------------------------------------------
+
+
+def end_dissolve(image: Image.Image | None, settings: ClipSettings) -> tuple[np.ndarray | None, np.ndarray]:
+    """(the end image filled to the clip size (H, W, 3) uint8, alpha (T,) per frame): alpha
+    rises linearly over the last second (at most T - 1 frames) and is 1 on the last frame."""
+    alpha = np.zeros(settings.num_frames, dtype=np.float32)
+    if image is None:
+        return None, alpha
+    count = max(1, min(round(settings.fps), settings.num_frames - 1))
+    alpha[-count:] = np.arange(1, count + 1, dtype=np.float32) / count
+    return np.asarray(resize_to_fill(image, settings.width, settings.height), dtype=np.uint8), alpha
+
+
+def blend_towards(frames: np.ndarray, target: np.ndarray, alpha: np.ndarray) -> None:
+    """frames (N, H, W, 3) uint8 ← (1 - alpha) · frames + alpha · target, in place, per frame."""
+    for index in np.flatnonzero(alpha):
+        weight = float(alpha[index])
+        mixed = frames[index].astype(np.float32) * (1.0 - weight) + target.astype(np.float32) * weight
+        frames[index] = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
 
 
 # -- caption and tag -------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from PIL import Image
 from ..motion import LATENT_TAIL, PIXEL_TAIL, MotionState
 from ..settings import WAN_NEGATIVE_PROMPT, ClipSettings
 from ..stitching import StitchRule, pixel_rule, svi_pro_rule
-from .request import ANCHOR_IMAGE, ClipRequest
+from .request import ANCHOR_IMAGE, END_IMAGE, ClipRequest
 from .base import Anchor, Cancelled, CancelToken, Clip, Engine, EngineError, OutOfMemory, StepCallback, resize_to_fill
 from .loras import LoraSpec, LoraStack
 from .presets import ModelPreset, load_preset, resolve_lora_file
@@ -77,17 +77,18 @@ class WanEngine(Engine):
 
     @property
     def accepts(self) -> frozenset[str]:
-        return frozenset({ANCHOR_IMAGE})
+        return frozenset({ANCHOR_IMAGE, END_IMAGE})
 
-    def used_settings(self, settings: ClipSettings) -> frozenset[str]:
+    def used_settings(self, settings: ClipSettings, conditions: frozenset[str] = frozenset()) -> frozenset[str]:
         """Every setting, except the second expert's on one transformer and the motion
-        latents count outside SVI 2.0 Pro (pixel modes carry a fixed number of frames)."""
-        unused = set()
+        latents count and end-frame mask outside SVI 2.0 Pro (pixel modes carry a fixed
+        number of frames and mark the end frame as diffusers does)."""
+        unused = {"end_frame_mask"} if self.svi_mode != "pro" else set()
         if not self.two_experts:
             unused |= {"guidance_2", "boundary_ratio"}
         if self.svi_mode != "pro":
             unused.add("num_motion_latents")
-        return frozenset(settings.to_dict()) - unused
+        return super().used_settings(settings, conditions) - unused
 
     def generate_clip(self, request: ClipRequest, on_step: StepCallback | None = None,
                       cancel: CancelToken | None = None) -> Clip:
@@ -115,6 +116,9 @@ class WanEngine(Engine):
         kwargs: dict[str, Any] = {}
         if self.two_experts:
             kwargs["guidance_scale_2"] = settings.guidance if settings.guidance_2 is None else settings.guidance_2
+        end_image = request.condition(END_IMAGE)
+        if end_image is not None and condition.mode == PIXEL_MODE:
+            kwargs["last_image"] = resize_to_fill(end_image, settings.width, settings.height)
         if cancel is not None and cancel.is_set():
             raise Cancelled()
         try:
@@ -133,6 +137,8 @@ class WanEngine(Engine):
                 svi_condition=condition,
                 **kwargs,
             ).frames  # (1, 16, T', h, w), denoised and normalised
+            if condition.end_latent is not None:
+                latents = latents[:, :, :-1]  # the locked end frame: neither shown nor carried on
             # 4. Decode for display; the latents themselves are what the next clip consumes.
             frames = self.pipe.decode_normalised(latents)[0].numpy()
         except torch.OutOfMemoryError as error:
@@ -178,7 +184,9 @@ class WanEngine(Engine):
                     raise EngineError(f"this engine continues from a latent tail, got a {motion_in.kind!r} motion state "
                                       "(made by another engine); re-render the shot before this one.")
                 motion = motion_in.tensors["motion_latents"][:, :, -settings.num_motion_latents:]
-            condition = SVICondition(LATENT_MODE, anchor_latent=anchor.tensors["anchor_latent"], motion_latents=motion)
+            condition = SVICondition(LATENT_MODE, anchor_latent=anchor.tensors["anchor_latent"], motion_latents=motion,
+                                     end_latent=self._end_latent(request, 0 if motion is None else motion.shape[2]),
+                                     end_mask=settings.end_frame_mask)
             return condition, anchor.image
 
         count = MOTION_FRAMES[self.svi_mode]
@@ -197,6 +205,25 @@ class WanEngine(Engine):
             return condition, anchor.image  # the shot's own anchor: CLIP sees it, as it sees the reference
         first = ((motion[0].permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
         return condition, Image.fromarray(first)
+
+    @torch.no_grad()
+    def _end_latent(self, request: ClipRequest, motion_count: int) -> torch.Tensor | None:
+        """The end image VAE-encoded on its own (1, 16, 1, h, w), normalised; None without one.
+
+        It takes the clip's last latent frame, so anchor + motion + end must leave room:
+        m + 2 <= latent frames."""
+        end_image = request.condition(END_IMAGE)
+        if end_image is None:
+            return None
+        settings = request.settings
+        latent_frames = (settings.num_frames - 1) // 4 + 1
+        if motion_count + 2 > latent_frames:
+            need = 4 * (motion_count + 1) + 1
+            raise EngineError(f"an end frame needs room after the anchor and {motion_count} motion latent(s): "
+                              f"use at least {need} frames per shot (now {settings.num_frames}), or fewer motion frames.")
+        fitted = resize_to_fill(end_image, settings.width, settings.height)
+        pixels = self.pipe.video_processor.preprocess(fitted, height=settings.height, width=settings.width)
+        return self.pipe.encode_normalised(pixels.unsqueeze(2)).cpu()
 
     def _set_flow_shift(self, flow_shift: float) -> None:
         if self._flow_shift == flow_shift:

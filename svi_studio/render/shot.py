@@ -141,7 +141,7 @@ class ShotRenderer:
                 fps=settings.fps, width=int(clip.frames.shape[2]), height=int(clip.frames.shape[1]),
                 has_latents=clip.latents is not None, stitch_rule=rule.to_dict(), seam=seam,
                 info=to_jsonable({**clip.info, **({"media": dict(shot.media)} if shot.media else {}),
-                                  "recipe_settings": sorted(engine.used_settings(settings))}),
+                                  "recipe_settings": sorted(engine.used_settings(settings, frozenset(shot.media)))}),
                 timings={"generate_s": round(generated - started, 3), "started_at": round(started_at, 3),
                          "finished_at": round(finished_at, 3)},
             )

@@ -307,6 +307,17 @@ class Studio:
         self.refresh_preview(session)
         return Outcome(f"Shot {index + 1} uses take {shot.takes.index(take_id) + 1} again; the shots after it are stale.")
 
+    def set_shot_media(self, session: Session, index: int, role: str, path: str | None) -> Outcome:
+        """Set (an uploaded file) or clear (None) one of a shot's conditions: its anchor image,
+        end frame or pose video; checked and stored by the Director like any upload."""
+        from ..engines.request import CONDITION_LABELS
+
+        self.require_idle(session, "change a shot's conditions")
+        label = CONDITION_LABELS.get(role, str(role))
+        notices = session.director.set_shot_media(index, role, Path(path) if path else None)
+        done = f"Shot {index + 1}'s {label} {'set' if path else 'cleared'}; it will be re-rendered."
+        return Outcome(" ".join([done, *notices]))
+
     def cancel(self, session: Session | None) -> Outcome:
         if session is None or session.job is None:
             return Outcome("Nothing is rendering.")
