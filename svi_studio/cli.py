@@ -5,6 +5,7 @@
     regen DIR --shot N [--seed S] [--prompt TEXT] [--cascade] [--engine NAME] [--anchor-image IMG] [--end-image IMG] …
     set-shot DIR --shot N [--prompt TEXT] [--seed S] [--anchor-image IMG] [--end-image IMG] [--pose-video MP4]
              [--clear anchor_image|end_image|pose_video ...]
+    set-film DIR --pose-video MP4 | --clear pose_video      one pose video for the whole film, cut per shot
     status DIR
     export DIR OUT.mp4 [--audio FILE] [--crossfade SECONDS] [--scale X]
     bundle DIR OUT.zip
@@ -166,6 +167,18 @@ def cmd_set_shot(args) -> int:
     return cmd_status(args)
 
 
+def cmd_set_film(args) -> int:
+    from .director import Director
+
+    project = Path(args.project)
+    director = Director.open(project, _engine(args.engine, project) if args.engine else None)
+    for role in args.clear or []:
+        director.set_film_media(role, None)
+    if args.pose_video:
+        director.set_film_media("pose_video", Path(args.pose_video))
+    return cmd_status(args)
+
+
 def cmd_regen(args) -> int:
     from .director import Director
 
@@ -273,6 +286,13 @@ def build_parser() -> argparse.ArgumentParser:
     _media_arguments(set_shot)
     set_shot.set_defaults(func=cmd_set_shot)
 
+    set_film = sub.add_parser("set-film", parents=[common], help="one pose video for the whole film, cut per shot")
+    set_film.add_argument("project")
+    set_film.add_argument("--pose-video", dest="pose_video", metavar="VIDEO")
+    set_film.add_argument("--clear", action="append", metavar="ROLE", help="pose_video")
+    set_film.add_argument("--engine", help="check the condition against this engine (default: none loaded)")
+    set_film.set_defaults(func=cmd_set_film)
+
     status = sub.add_parser("status", parents=[common], help="per-shot status")
     status.add_argument("project")
     status.set_defaults(func=cmd_status)
@@ -301,12 +321,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _media_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--anchor-image", dest="anchor_image", metavar="IMG",
-                        help="the shot's own anchor image (a new costume or scene from this shot on)")
-    parser.add_argument("--end-image", dest="end_image", metavar="IMG", help="the frame the shot must arrive at")
-    parser.add_argument("--pose-video", dest="pose_video", metavar="VIDEO", help="a pose skeleton video (SVI-Dance)")
+    """--anchor-image, --end-image, --pose-video (one option per condition role) and --clear ROLE."""
+    from .engines.request import CONDITION_LABELS, CONDITION_ROLES
+
+    for role in CONDITION_ROLES:
+        parser.add_argument(f"--{role.replace('_', '-')}", dest=role, metavar="FILE",
+                            help=f"the shot's {CONDITION_LABELS[role]}")
     parser.add_argument("--clear", action="append", metavar="ROLE",
-                        help="remove a condition: anchor_image, end_image or pose_video (repeat)")
+                        help=f"remove a condition: {', '.join(CONDITION_ROLES)} (repeat)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,9 +30,9 @@ from typing import Any, Iterator
 import numpy as np
 from PIL import Image
 
-from .engines.base import CancelToken, Engine, EngineError, settings_for_conditions
-from .engines.request import ANCHOR_IMAGE, CONDITION_LABELS, CONDITION_ROLES, POSE_VIDEO
-from .media import VIDEO_SUFFIXES, check_video
+from .engines.base import CancelToken, Engine, settings_for_conditions
+from .conditions import ShotConditions
+from .engines.request import ANCHOR_IMAGE
 from .project.model import SHOT_OVERRIDE_KEYS, Project, ProjectError, Shot, random_seed
 from .project.status import BROKEN, FRESH, MISSING, RENDERING, STALE, recipe_fingerprint, stale_reason
 from .project.store import BrokenTake, ProjectStore, image_fingerprint
@@ -58,6 +58,7 @@ class Director:
         self.notices: list[str] = []
         self.rendering: set[str] = set()  # shot ids being rendered right now
         self.renderer = ShotRenderer(self)
+        self.conditions = ShotConditions(self)
         unknown = sorted(self.project.extra) + sorted({k for shot in self.project.shots for k in shot.extra})
         if unknown:
             self.notices.append(f"project.json holds entries this version of SVI Studio does not use "
@@ -107,6 +108,8 @@ class Director:
         director = cls.create(root, engine, reference=spec.reference, prompts=spec.prompts,
                               style_prompt=spec.style_prompt, negative_prompt=spec.negative_prompt,
                               name=spec.name, settings={**spec.settings, **(settings or {})}, seeds=spec.seeds)
+        for role, path in spec.film_media.items():  # film-wide: one pose video cut into the shots
+            director.notices.extend(director.set_film_media(role, path))
         for index, media in enumerate(spec.media):  # each shot's conditions, paths relative to the spec file
             for role, path in media.items():
                 director.notices.extend(director.set_shot_media(index, role, path))
@@ -174,16 +177,16 @@ class Director:
         return image_fingerprint(path) if path.is_file() else None
 
     def condition_fingerprints(self, shot: Shot) -> dict[str, str]:
-        """role → file fingerprint of the shot's conditions besides the anchor, those the
-        engine honours (all of them when no engine is loaded)."""
-        accepts = self.engine.accepts if self.engine is not None else frozenset(shot.media)
-        found = {}
-        for role, relative in sorted(shot.media.items()):
-            if role == ANCHOR_IMAGE or role not in accepts:
-                continue
-            path = self.store.safe_path(relative)
-            found[role] = image_fingerprint(path) if path.is_file() else "missing"
-        return found
+        """role → fingerprint of the shot's conditions the engine honours, besides the anchor."""
+        return self.conditions.fingerprints(shot)
+
+    def shot_media(self, shot: Shot) -> dict[str, str]:
+        """The shot's conditions: its own, and the film's pose video where it has none of its own."""
+        return self.conditions.media(shot)
+
+    def film_pose_frames(self, index: int) -> np.ndarray | None:
+        """The film frames of the film's pose video that shot `index` follows (None: the film has none)."""
+        return self.conditions.film_pose_frames(index)
 
     def recipe(self, shot: Shot, used_settings: frozenset[str] | list[str] | None = None) -> str:
         """The fingerprint of what the shot's clip is made from, as far as the engine uses it.
@@ -355,47 +358,20 @@ class Director:
             merged, notices = normalise_settings(self.project.settings.merged(overrides))
             shot.overrides = {k: v for k, v in overrides.items() if v is not None}
         if anchor_image is not None:
-            notices.extend(self._store_media(index, ANCHOR_IMAGE, anchor_image))
+            notices.extend(self.conditions.store(index, ANCHOR_IMAGE, anchor_image))
         if clear_anchor:
             shot.media.pop(ANCHOR_IMAGE, None)
         self.store.save()
         return notices
 
     def set_shot_media(self, index: int, role: str, source: Any) -> list[str]:
-        """Set (source: a file path, bytes or a picture) or clear (source None) one of shot
-        `index`'s conditions: "anchor_image", "end_image" or "pose_video". The file is checked
-        like an upload, stored under media/ by content, and the shot (and the shots after it)
-        become stale. Refused when the loaded engine cannot honour that condition."""
-        self.shot(index)
-        if role not in CONDITION_ROLES:
-            raise ProjectError(f"a shot has no condition {role!r:.40}; the conditions are {', '.join(CONDITION_ROLES)}.")
-        if source is None:
-            self.project.shots[index].media.pop(role, None)
-            self.store.save()
-            return []
-        self.check_condition(index, role)
-        notices = self._store_media(index, role, source)
-        self.store.save()
-        return notices
+        """Set (a file path, bytes or a picture) or clear (None) shot `index`'s condition `role`:
+        "anchor_image", "end_image" or "pose_video" (see conditions.py). Returns notices."""
+        return self.conditions.set(index, role, source)
 
-    def _store_media(self, index: int, role: str, source: Any) -> list[str]:
-        """Check and store a condition file of shot `index` (not saved yet); return notices."""
-        shot = self.shot(index)
-        what = f"shot {index + 1}'s {CONDITION_LABELS[role]}"
-        if role == POSE_VIDEO:
-            path = Path(source) if isinstance(source, (str, Path)) else None
-            if path is None:
-                raise ProjectError(f"{what} must be a video file.")
-            check_video(path, what)
-            if path.suffix.lower() not in VIDEO_SUFFIXES:
-                raise ProjectError(f"{what} must be one of {', '.join(VIDEO_SUFFIXES)}, not {path.suffix or 'no suffix'}.")
-            shot.media[role] = self.store.add_media(path.read_bytes(), path.suffix.lower())
-            return []
-        picture, notices = load_reference(source, name=what)
-        shot.media[role] = self.store.add_media_image(picture)
-        if role == ANCHOR_IMAGE:
-            self.renderer.forget_anchors()
-        return notices
+    def set_film_media(self, role: str, source: Any) -> list[str]:
+        """Set or clear (None) the film's pose video, cut into the shots by their frames in the film."""
+        return self.conditions.set_film(role, source)
 
     def select_take(self, index: int, take_id: str) -> None:
         """Make an earlier take the selected one (its shot's seed follows it); downstream shots go stale."""
@@ -434,16 +410,12 @@ class Director:
         for index in indices if indices is not None else range(len(self.project.shots)):
             if not self.project.shots[index].prompt.strip():
                 raise ProjectError(f"shot {index + 1} has an empty prompt: describe what happens in it.")
-            for role in self.project.shots[index].media:
+            for role in self.shot_media(self.project.shots[index]):
                 self.check_condition(index, role)
 
     def check_condition(self, index: int, role: str) -> None:
         """EngineError when the loaded engine cannot honour condition `role` on shot `index`."""
-        if self.engine is not None and role not in self.engine.accepts:
-            label = CONDITION_LABELS.get(role, role)
-            raise EngineError(f"shot {index + 1} has a{'n' if label[0] in 'aeiou' else ''} {label}, which the "
-                              f"'{self.engine.preset_id}' engine cannot use. Clear it from the shot, or render "
-                              "with an engine that takes it.")
+        self.conditions.check(index, role)
 
     def plan_render(self) -> RenderPlan:
         """A job that renders every missing, stale or broken shot in film order."""

@@ -68,16 +68,21 @@ def check_video(path: str | Path, name: str = "the video") -> dict:
     return {"fps": fps, "size": (width, height), "duration": duration}
 
 
-def load_pose_video(path: str | Path, num_frames: int, width: int, height: int,
-                    name: str = "the pose video", start: float = 0.0, end: float = 1.0) -> np.ndarray:
-    """The part [start, end) (fractions of its length) of a video, resampled to `num_frames`
-    frames of width × height: uint8 (num_frames, height, width, 3)."""
+def load_pose_video(path: str | Path, num_frames: int, width: int, height: int, name: str = "the pose video",
+                    seconds: np.ndarray | None = None) -> np.ndarray:
+    """`num_frames` frames of a video at width × height: uint8 (num_frames, height, width, 3).
+
+    seconds: the time in the video of each output frame (a film-long pose video cut into a
+    shot's frames; times past its end hold its last frame). None: the whole video,
+    resampled to num_frames (a shot's own pose video)."""
     import imageio_ffmpeg
 
     meta = check_video(path, name)
     estimated = max(1, round(meta["duration"] * meta["fps"]))
-    first, last = start * estimated, max(start * estimated, end * estimated - 1)
-    wanted = np.round(np.linspace(first, last, num_frames)).astype(int)  # source index of each output frame
+    if seconds is None:
+        wanted = np.round(np.linspace(0, estimated - 1, num_frames)).astype(int)  # source index of each output frame
+    else:
+        wanted = np.clip(np.round(np.asarray(seconds) * meta["fps"]), 0, estimated - 1).astype(int)
     out = np.zeros((num_frames, height, width, 3), dtype=np.uint8)
     filled, latest = 0, None
     reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")

@@ -7,6 +7,8 @@ lays the kept spans end to end:
     film_positions   first film frame of each span (crossfades overlap neighbours)
     cut_segments     the selected takes → FilmSegments (what preview and export cut)
     planned_spans    (start_s, end_s) each shot will cover with the current settings
+    clip_origins     the film frame each shot's clip frame 0 stands for (cuts a film-long
+                     pose video into shots; re-created frames map onto the same film frames)
     segment_seconds  (start_s, end_s) of one segment in the film
 
 Status, the page, the CLI and export all read their numbers from here, so a shot's
@@ -65,6 +67,14 @@ def planned_spans(count: int, num_frames: int, rule: StitchRule, fps: float) -> 
     spans = [kept_range(index, count, num_frames, rule) for index in range(count)]
     starts = film_positions([end - start for start, end in spans])
     return [(round(first / fps, 3), round((first + end - start) / fps, 3)) for first, (start, end) in zip(starts, spans)]
+
+
+def clip_origins(count: int, num_frames: int, rule: StitchRule) -> list[int]:
+    """For each of `count` clips of `num_frames` under `rule`: the film frame its frame 0 stands
+    for. A clip whose head re-creates the previous clip's tail starts before its first kept frame."""
+    spans = [kept_range(index, count, num_frames, rule) for index in range(count)]
+    starts = film_positions([end - start for start, end in spans])
+    return [first - start for first, (start, _) in zip(starts, spans)]
 
 
 def segment_seconds(segment: FilmSegment, fps: float, digits: int = 3) -> tuple[float, float]:

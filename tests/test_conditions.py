@@ -33,6 +33,7 @@ from svi_studio.engines.wan import tiny_settings
 from svi_studio.project.bundle import bundle_project
 from svi_studio.project.model import ProjectError
 from svi_studio.project.store import ProjectStore
+from svi_studio.video_io import write_mp4
 from test_svi_conditioning import assert_first_frame_mask, clip_inputs, split, transformer_inputs
 
 SMALL = {"num_frames": 13, "width": 96, "height": 64, "fps": 8}  # draft shots: 13 frames, the last second = 8
@@ -229,12 +230,13 @@ def test_a_condition_the_engine_cannot_honour_is_refused_by_name(film, images, t
 
 
 def test_a_pose_video_is_refused_by_engines_without_pose_conditioning(film, tmp_path):
-    from svi_studio.video_io import write_mp4
-
     video = tmp_path / "pose.mp4"
     write_mp4(video, np.zeros((9, 64, 96, 3), dtype=np.uint8), 8)
-    with pytest.raises(EngineError, match="pose video"):
-        film.set_shot_media(0, "pose_video", video)
+    shot_engine = Director.open(film.root, load_engine("tiny-shot"))
+    with pytest.raises(EngineError, match="shot 1 has a pose video, which the 'tiny-shot' engine cannot use"):
+        shot_engine.set_shot_media(0, "pose_video", video)
+    with pytest.raises(EngineError, match="cannot use a pose video"):
+        shot_engine.set_film_media("pose_video", video)
 
 
 def test_media_outside_the_project_is_refused(film, images):
@@ -348,5 +350,138 @@ def test_gradio_client_sets_renders_and_clears_conditions(server, images, refere
     assert status["shots"][1]["media"] == {} and status["shots"][1]["status"] == "stale"
     from gradio_client.exceptions import AppError
 
-    with pytest.raises(AppError, match="pose video"):
+    with pytest.raises(AppError, match=r"pose video must be a video \(\.mp4"):  # a picture sent as a pose video
         client.predict(0, "pose_video", handle_file(str(images["red"])), api_name="/set_shot_media")
+
+
+# == pose video (SVI-Dance) =======================================================================
+
+
+def pose_clip(num_frames: int, width: int, height: int, column_of=lambda f: 4 * f) -> np.ndarray:
+    """A 'skeleton' video: on black, a white vertical bar whose column moves with the frame index."""
+    video = np.zeros((num_frames, height, width, 3), dtype=np.uint8)
+    for frame in range(num_frames):
+        column = column_of(frame) % (width - 4)
+        video[frame, :, column:column + 4] = 255
+    return video
+
+
+@pytest.fixture(scope="module")
+def dance():
+    return load_engine("tiny-dance")
+
+
+def test_pose_frames_reach_the_transformer_input_and_change_the_output(dance, reference_image):
+    from svi_studio.engines.dance import pose_frames_to_tensor
+
+    settings = tiny_settings(dance, num_frames=13, steps=1)
+    anchor = dance.encode_anchor(reference_image, settings)
+    pose = pose_clip(13, 112, 64)
+    patches = []
+    handle = dance.pipe.transformer.patch_embedding.register_forward_hook(lambda m, a, out: patches.append(out.clone()))
+    try:
+        plain = dance.generate_clip(ClipRequest(anchor, None, "x", "", 5, settings))
+        posed = dance.generate_clip(ClipRequest(anchor, None, "x", "", 5, settings, {"pose_video": pose}))
+    finally:
+        handle.remove()
+    calls = len(patches) // 2
+    # The tokens after the patch embedding differ by exactly the pose embedding of the video,
+    # frame 0 repeated 3 more times, [0, 1] range: (1, D, T', H/16, W/16) = the patch grid.
+    with torch.no_grad():
+        expected = dance.pose.module(pose_frames_to_tensor(pose))
+    assert expected.shape == patches[0].shape == (1, 24, 4, 4, 7)
+    first_step_gap = patches[calls] - patches[0]  # same seed, same noise at step 1: only the pose differs
+    torch.testing.assert_close(first_step_gap, expected, atol=1e-5, rtol=1e-4)
+    assert not np.array_equal(plain.frames, posed.frames)
+
+
+def write_dance_file(path: Path, transformer, extra: dict | None = None, pose_out: int = 24) -> dict:
+    """A tiny SVI-Dance file: DiffSynth LoRA keys for the tiny transformer's block 0 + a dwpose_embedding."""
+    from safetensors.torch import save_file
+
+    from svi_studio.engines.dance import pose_embedding
+
+    torch.manual_seed(3)
+    inner = 24
+    tensors = {}
+    for name in ("self_attn.q", "self_attn.k", "ffn.0"):
+        out_features = 32 if name == "ffn.0" else inner
+        tensors[f"pipe.dit.blocks.0.{name}.lora_A.default.weight"] = torch.randn(4, inner) * 0.5
+        tensors[f"pipe.dit.blocks.0.{name}.lora_B.default.weight"] = torch.randn(out_features, 4) * 0.5
+    pose_state = {f"dwpose_embedding.{k}": v for k, v in pose_embedding(pose_out).state_dict().items()}
+    tensors.update(pose_state)
+    tensors.update(extra or {})
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
+    return pose_state
+
+
+def test_a_dance_file_is_applied_key_by_key_or_refused_by_name(tmp_path, reference_image):
+    from svi_studio.engines.dance import DanceFileError, load_dance_file
+    from svi_studio.engines.loras import LoraSpec
+
+    engine = load_engine("tiny-dance")
+    settings = tiny_settings(engine, num_frames=9, steps=1)
+    anchor = engine.encode_anchor(reference_image, settings)
+    pose = pose_clip(9, 112, 64)
+    before = engine.generate_clip(ClipRequest(anchor, None, "x", "", 1, settings, {"pose_video": pose})).frames
+    good = tmp_path / "svi-dance.safetensors"
+    pose_state = write_dance_file(good, engine.pipe.transformer)
+    load_dance_file(engine.loras, engine.pose, LoraSpec(name="svi_dance", path=str(good), role="svi"))
+    for key, tensor in pose_state.items():  # every pose key is in the module
+        assert torch.equal(engine.pose.module.state_dict()[key.removeprefix("dwpose_embedding.")], tensor)
+    assert engine.loras.applied["svi_dance"] == 3  # every LoRA module of the file reached the transformer
+    after = engine.generate_clip(ClipRequest(anchor, None, "x", "", 1, settings.merged(
+        {"lora_weights": {"svi_dance": 1.0}}), {"pose_video": pose})).frames
+    assert not np.array_equal(before, after)
+
+    cases = {
+        "randomref_embedding_pose.0.weight": {"randomref_embedding_pose.0.weight": torch.zeros(2, 2)},
+        "blocks.7": {"pipe.dit.blocks.7.self_attn.q.lora_A.default.weight": torch.zeros(4, 24),
+                     "pipe.dit.blocks.7.self_attn.q.lora_B.default.weight": torch.zeros(24, 4)},
+    }
+    for name, extra in cases.items():
+        bad = tmp_path / f"bad-{name[:10]}.safetensors"
+        write_dance_file(bad, engine.pipe.transformer, extra)
+        fresh = load_engine("tiny-dance")
+        with pytest.raises(DanceFileError, match=name.replace(".", r"\.")):
+            load_dance_file(fresh.loras, fresh.pose, LoraSpec(name="svi_dance", path=str(bad), role="svi"))
+    wide = tmp_path / "wide.safetensors"
+    write_dance_file(wide, engine.pipe.transformer, pose_out=5120)  # the 14B model's pose embedding
+    fresh = load_engine("tiny-dance")
+    with pytest.raises(DanceFileError, match=r"wrong shape .*dwpose_embedding\.12\.weight"):
+        load_dance_file(fresh.loras, fresh.pose, LoraSpec(name="svi_dance", path=str(wide), role="svi"))
+
+
+def test_draft_draws_the_pose_skeleton_and_a_film_pose_video_is_cut_by_frame_ranges(film, tmp_path):
+    film.update_settings(num_frames=13, fps=8)
+    video = tmp_path / "film-pose.mp4"
+    write_mp4(video, pose_clip(40, 96, 64, column_of=lambda f: 2 * f), 8)  # the bar moves 2 px per film frame
+    film.set_film_media("pose_video", video)
+    list(film.render())
+
+    def bar_column(frame: np.ndarray) -> int:
+        white = (frame.min(axis=-1) > 200).sum(axis=0)
+        return int(np.argmax(white))
+
+    # Draft clips re-create one frame: shot k's frame 0 stands for film frame 12·k.
+    for index, origin in enumerate([0, 12, 24]):
+        frames = frames_of(film, index)
+        for offset in (0, 6, 12):
+            assert abs(bar_column(frames[offset]) - 2 * (origin + offset)) <= 1, (index, offset)
+    # A shot's own pose video wins over the film's, resampled to its frames.
+    own = tmp_path / "own.mp4"
+    write_mp4(own, pose_clip(5, 96, 64, column_of=lambda f: 80), 8)
+    film.set_shot_media(1, "pose_video", own)
+    assert [s.status for s in film.statuses()][1] == "stale"
+    list(film.render())
+    assert all(abs(bar_column(frame) - 80) <= 1 for frame in frames_of(film, 1))
+
+
+def test_dance_engine_renders_a_shot_with_its_pose_video(tmp_path, dance, reference_image):
+    director = Director.create(tmp_path / "dance", dance, reference=reference_image, prompts=PROMPTS[:2],
+                               settings={"num_frames": 9, "steps": 1})
+    video = tmp_path / "pose.mp4"
+    write_mp4(video, pose_clip(9, 112, 64), 8)
+    director.set_shot_media(1, "pose_video", video)
+    assert clips_made(director.render()) == [0, 1]
+    assert director.store.take(director.project.shots[1].id, director.project.shots[1].selected_take).info["media"]

@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw, ImageFont
 from ..motion import CAMERA, MotionState
 from ..settings import ClipSettings, validate_seed
 from ..stitching import StitchRule
-from .request import ANCHOR_IMAGE, END_IMAGE, ClipRequest
+from .request import ANCHOR_IMAGE, END_IMAGE, POSE_VIDEO, ClipRequest
 from .base import Anchor, Cancelled, CancelToken, Clip, Engine, EngineError, StepCallback, resize_to_fill
 from .camera import CameraPlan, TakeVariation, clamp_pose, crop_box, parse_camera, plan_camera
 
@@ -35,6 +35,7 @@ SOURCE_SCALE = 1.25
 #: frames rendered between progress callbacks and cancel checks.
 CHUNK_FRAMES = 8
 UNDRAWABLE_CATEGORIES = {"So", "Sk", "Cs", "Co", "Cn", "Cc", "Cf"}  # pictographs, private use, controls
+POSE_THRESHOLD = 32  # a pose video pixel brighter than this is part of the skeleton, darker is background
 CAPTION_BOX_ALPHA = 150  # 0..255 opacity of the dark box behind caption and tag
 VELOCITY_UNITS = "per frame: d ln(zoom), d center_x, d center_y"
 POSE_UNITS = "zoom, center_x, center_y (normalised image coordinates)"
@@ -79,7 +80,7 @@ class DraftEngine(Engine):
         return Anchor(image=fitted, width=width, height=height,
                       tensors={"source": torch.from_numpy(np.array(source, dtype=np.uint8))})
 
-    accepts = frozenset({ANCHOR_IMAGE, END_IMAGE})
+    accepts = frozenset({ANCHOR_IMAGE, END_IMAGE, POSE_VIDEO})
 
     def used_settings(self, settings: ClipSettings, conditions: frozenset[str] = frozenset()) -> frozenset[str]:
         """Only the frame size, count and rate: there is no sampler, guidance or LoRA."""
@@ -93,7 +94,8 @@ class DraftEngine(Engine):
         each chunk. The negative prompt is ignored (there is nothing to steer away from).
         A shot's own anchor image arrives as `request.anchor`: the camera carries on from
         the previous clip's pose, over the new picture (a cut to it). An end image is
-        dissolved in over the last second, so the last frame is the end image.
+        dissolved in over the last second, so the last frame is the end image. A pose
+        video's skeleton is drawn over the frames, so a dance shot can be blocked out.
         """
         anchor, settings, prompt = request.anchor, request.settings, request.prompt
         if cancel is not None and cancel.is_set():
@@ -104,6 +106,7 @@ class DraftEngine(Engine):
         source = anchor_source(anchor)
         overlays = self.overlays(prompt, settings.width, settings.height)
         end_image, end_alpha = end_dissolve(request.condition(END_IMAGE), settings)
+        pose = request.condition(POSE_VIDEO)  # (T, H, W, 3) uint8 skeletons on black, or None
 
         frames = np.empty((settings.num_frames, settings.height, settings.width, 3), dtype=np.uint8)
         chunk_starts = range(0, settings.num_frames, CHUNK_FRAMES)
@@ -114,6 +117,8 @@ class DraftEngine(Engine):
             render_poses(source, plan.poses[start:end], frames[start:end])
             if end_image is not None:
                 blend_towards(frames[start:end], end_image, end_alpha[start:end])
+            if pose is not None:
+                draw_pose(frames[start:end], pose[start:end])
             for overlay in overlays:
                 overlay.apply(frames[start:end])
             if on_step is not None:
@@ -229,6 +234,12 @@ def blend_towards(frames: np.ndarray, target: np.ndarray, alpha: np.ndarray) -> 
         weight = float(alpha[index])
         mixed = frames[index].astype(np.float32) * (1.0 - weight) + target.astype(np.float32) * weight
         frames[index] = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+
+
+def draw_pose(frames: np.ndarray, pose: np.ndarray) -> None:
+    """Draw the skeleton pixels of pose (N, H, W, 3) uint8 (lines on black) over frames, in place."""
+    lines = pose.max(axis=-1) > POSE_THRESHOLD
+    frames[lines] = pose[lines]
 
 
 # -- caption and tag -------------------------------------------------------------------------

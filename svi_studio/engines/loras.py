@@ -59,6 +59,13 @@ class LoraSpec:
 
 def read_lora_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Load a LoRA state dict from a .safetensors file, refusing anything else."""
+    state_dict = read_safetensors(path)
+    check_lora_tensors(state_dict, Path(path).name)
+    return state_dict
+
+
+def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a .safetensors weights file; pickle formats and damaged files are refused."""
     path = Path(path)
     label = path.name
     if path.suffix.lower() in PICKLE_SUFFIXES:
@@ -81,6 +88,11 @@ def read_lora_file(path: str | Path) -> dict[str, torch.Tensor]:
         raise LoraError(f"{label}: not a readable safetensors file ({error}). Is it truncated? Download it again.") from None
     if not state_dict:
         raise LoraError(f"{label}: the file holds no tensors.")
+    return state_dict
+
+
+def check_lora_tensors(state_dict: dict[str, torch.Tensor], label: str) -> None:
+    """LoraError unless every tensor is a finite floating-point LoRA matrix."""
     for key, tensor in state_dict.items():
         if not tensor.is_floating_point():
             raise LoraError(f"{label}: {key} holds {tensor.dtype} values; a LoRA holds floating-point matrices.")
@@ -88,7 +100,6 @@ def read_lora_file(path: str | Path) -> dict[str, torch.Tensor]:
             raise LoraError(f"{label}: {key} has shape {tuple(tensor.shape)}; a LoRA matrix is 2-D.")
         if not torch.isfinite(tensor).all():
             raise LoraError(f"{label}: {key} contains NaN or infinite values; the file is damaged.")
-    return state_dict
 
 
 _BARE_WAN_PREFIXES = ("blocks.", "head.", "patch_embedding", "text_embedding", "time_embedding", "time_projection", "img_emb")
@@ -236,8 +247,11 @@ class LoraStack:
             "both": [("transformer", self.pipe.transformer), ("transformer_2", self.pipe.transformer_2)],
         }[target]
 
-    def add(self, spec: LoraSpec) -> None:
-        """Read, normalise, check and load one LoRA file as adapter `spec.name`."""
+    def add(self, spec: LoraSpec, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+        """Read, normalise, check and load one LoRA file as adapter `spec.name`.
+
+        state_dict: the LoRA tensors when the caller read the file itself (the LoRA part of
+        an SVI-Dance file); they are checked like a file's."""
         if spec.target not in TARGETS:
             raise LoraError(f"{spec.name}: target must be one of {TARGETS}, got {spec.target!r}.")
         if spec.name in self.specs:
@@ -245,7 +259,11 @@ class LoraStack:
         if not re.fullmatch(r"[A-Za-z0-9_\-]+", spec.name):
             raise LoraError(f"LoRA name {spec.name!r}: use letters, digits, '-' and '_' only.")
         label = Path(spec.path).name
-        state_dict = normalise_lora_keys(read_lora_file(spec.path))
+        if state_dict is None:
+            state_dict = read_lora_file(spec.path)
+        else:
+            check_lora_tensors(state_dict, label)
+        state_dict = normalise_lora_keys(state_dict)
         converted = _convert(self.pipe, state_dict, label)
         reached = 0
         self._unfuse()

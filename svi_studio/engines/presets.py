@@ -19,7 +19,7 @@ from ..errors import UserError
 
 PRESET_DIR = Path(__file__).resolve().parents[2] / "presets" / "models"
 OFFLOAD_POLICIES = ("none", "model", "group", "sequential")
-SVI_MODES = ("pro", "film", "shot")
+SVI_MODES = ("pro", "film", "shot", "dance")
 
 
 class PresetError(UserError, ValueError):

@@ -6,24 +6,27 @@ the tiny offline components (presets tiny, tiny-film, tiny-shot).
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import replace
 from typing import Any
 
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
+from diffusers.utils.torch_utils import get_module_execution_device
 from PIL import Image
 
 from ..motion import LATENT_TAIL, PIXEL_TAIL, MotionState
 from ..settings import WAN_NEGATIVE_PROMPT, ClipSettings
 from ..stitching import StitchRule, pixel_rule, svi_pro_rule
-from .request import ANCHOR_IMAGE, END_IMAGE, ClipRequest
+from .dance import PoseConditioning, load_dance_file
+from .request import ANCHOR_IMAGE, END_IMAGE, POSE_VIDEO, ClipRequest
 from .base import Anchor, Cancelled, CancelToken, Clip, Engine, EngineError, OutOfMemory, StepCallback, resize_to_fill
 from .loras import LoraSpec, LoraStack
 from .presets import ModelPreset, load_preset, resolve_lora_file
 from .svi_pipeline import LATENT_MODE, PIXEL_MODE, SVICondition, SVIWanImageToVideoPipeline, WanFlowMatchEulerScheduler
 
 MAX_MOTION_LATENTS = 3  # the motion state keeps the last 3 latent frames; a clip uses the last m
-MOTION_FRAMES = {"film": 5, "shot": 1}  # pixel-mode N per SVI mode
+MOTION_FRAMES = {"film": 5, "shot": 1, "dance": 1}  # pixel-mode N per SVI mode
 MAX_MOTION_FRAMES = 5
 
 
@@ -33,8 +36,11 @@ class WanEngine(Engine):
     name = "wan"
     label = "Wan + SVI"
 
-    def __init__(self, pipe: SVIWanImageToVideoPipeline, preset: ModelPreset, loras: LoraStack | None = None):
+    def __init__(self, pipe: SVIWanImageToVideoPipeline, preset: ModelPreset, loras: LoraStack | None = None,
+                 pose: PoseConditioning | None = None):
+        """pose: SVI-Dance's pose embedding on the transformer (dance presets only)."""
         self.pipe = pipe
+        self.pose = pose
         self.preset = preset
         self.preset_id = preset.id
         self.label = preset.label
@@ -77,7 +83,7 @@ class WanEngine(Engine):
 
     @property
     def accepts(self) -> frozenset[str]:
-        return frozenset({ANCHOR_IMAGE, END_IMAGE})
+        return frozenset({ANCHOR_IMAGE, END_IMAGE} | ({POSE_VIDEO} if self.pose is not None else set()))
 
     def used_settings(self, settings: ClipSettings, conditions: frozenset[str] = frozenset()) -> frozenset[str]:
         """Every setting, except the second expert's on one transformer and the motion
@@ -121,24 +127,26 @@ class WanEngine(Engine):
             kwargs["last_image"] = resize_to_fill(end_image, settings.width, settings.height)
         if cancel is not None and cancel.is_set():
             raise Cancelled()
+        pose = self.pose.use(request.condition(POSE_VIDEO)) if self.pose is not None else nullcontext()
         try:
-            latents = self.pipe(
-                image=first_frame,
-                prompt=request.prompt,
-                negative_prompt=request.negative_prompt or WAN_NEGATIVE_PROMPT,
-                height=settings.height,
-                width=settings.width,
-                num_frames=settings.num_frames,
-                num_inference_steps=settings.steps,
-                guidance_scale=settings.guidance,
-                generator=generator,
-                output_type="latent",
-                callback_on_step_end=step_end,
-                svi_condition=condition,
-                **kwargs,
-            ).frames  # (1, 16, T', h, w), denoised and normalised
-            if condition.end_latent is not None:
-                latents = latents[:, :, :-1]  # the locked end frame: neither shown nor carried on
+            with pose:  # SVI-Dance: the pose tokens join the patch tokens in every transformer call
+                latents = self.pipe(
+                    image=first_frame,
+                    prompt=request.prompt,
+                    negative_prompt=request.negative_prompt or WAN_NEGATIVE_PROMPT,
+                    height=settings.height,
+                    width=settings.width,
+                    num_frames=settings.num_frames,
+                    num_inference_steps=settings.steps,
+                    guidance_scale=settings.guidance,
+                    generator=generator,
+                    output_type="latent",
+                    callback_on_step_end=step_end,
+                    svi_condition=condition,
+                    **kwargs,
+                ).frames  # (1, 16, T', h, w), denoised and normalised
+                if condition.end_latent is not None:
+                    latents = latents[:, :, :-1]  # the locked end frame: neither shown nor carried on
             # 4. Decode for display; the latents themselves are what the next clip consumes.
             frames = self.pipe.decode_normalised(latents)[0].numpy()
         except torch.OutOfMemoryError as error:
@@ -199,7 +207,7 @@ class WanEngine(Engine):
                                   "re-render the shot before this one.")
             tail = motion_in.tensors["motion_frames"][-count:]  # (N, H, W, 3) uint8
             motion = tail.permute(0, 3, 1, 2).float() / 127.5 - 1.0
-        padding = reference if self.svi_mode == "shot" else None
+        padding = reference if self.svi_mode in ("shot", "dance") else None
         condition = SVICondition(PIXEL_MODE, motion_frames=motion, padding_frame=padding)
         if request.condition(ANCHOR_IMAGE) is not None:
             return condition, anchor.image  # the shot's own anchor: CLIP sees it, as it sees the reference
@@ -300,12 +308,19 @@ def load_wan_engine(preset: ModelPreset | str, device: str | None = None, fuse_l
         preset = load_preset(preset)
     pipe = load_pipeline(preset, device)
     stack = LoraStack(pipe, fuse=fuse_loras)
+    pose = PoseConditioning(pipe.transformer) if preset.svi_mode == "dance" else None
     for source in preset.loras:
-        stack.add(LoraSpec(name=source.name, path=resolve_lora_file(source), target=source.target,
-                           weight=source.weight, role=source.role))
+        spec = LoraSpec(name=source.name, path=resolve_lora_file(source), target=source.target,
+                        weight=source.weight, role=source.role)
+        if pose is not None and source.role == "svi":
+            load_dance_file(stack, pose, spec)  # its LoRA into the stack, its pose embedding into `pose`
+        else:
+            stack.add(spec)
     for spec in extra_loras or []:
         stack.add(spec)
-    return WanEngine(pipe, preset, stack)
+    if pose is not None:
+        pose.module.to(get_module_execution_device(pipe.transformer))
+    return WanEngine(pipe, preset, stack, pose)
 
 
 def tiny_settings(engine: WanEngine, **changes: Any) -> ClipSettings:

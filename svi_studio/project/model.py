@@ -119,6 +119,7 @@ class Project:
     engine: str = "draft"
     settings: ClipSettings = field(default_factory=ClipSettings)
     shots: list[Shot] = field(default_factory=list)
+    media: dict[str, str] = field(default_factory=dict)  # film-wide conditions: "pose_video" → file, cut per shot
     schema_version: int = SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict, repr=False)  # keys this version does not know, kept as read
 
@@ -133,6 +134,7 @@ class Project:
             "engine": self.engine,
             "settings": self.settings.to_dict(),
             "shots": [shot.to_dict() for shot in self.shots],
+            "media": dict(self.media),
         }
 
     @classmethod
@@ -175,6 +177,7 @@ class Project:
             engine=_typed(data, "engine", str, "draft"),
             settings=settings,
             shots=parsed,
+            media=_media(data),
             schema_version=version,
             extra={k: v for k, v in data.items() if k not in PROJECT_KEYS},
         )
@@ -190,7 +193,7 @@ SHOT_KEYS = ("prompt", "seed", "seed_locked", "overrides", "media", "anchor_imag
 
 
 def _media(data: dict[str, Any]) -> dict[str, str]:
-    """A shot's media map; schema 1's `anchor_image` becomes media["anchor_image"]."""
+    """A shot's (or the film's) media map; schema 1's `anchor_image` becomes media["anchor_image"]."""
     media = _typed(data, "media", dict, {})
     if not all(isinstance(k, str) and isinstance(v, str) and v for k, v in media.items()):
         raise ProjectError("project.json: a shot's 'media' must map role names to file paths.")
@@ -198,7 +201,8 @@ def _media(data: dict[str, Any]) -> dict[str, str]:
     if legacy and "anchor_image" not in media:
         media = {"anchor_image": legacy, **media}
     return dict(media)
-PROJECT_KEYS = ("schema_version", "name", "reference", "style_prompt", "negative_prompt", "engine", "settings", "shots")
+PROJECT_KEYS = ("schema_version", "name", "reference", "style_prompt", "negative_prompt", "engine", "settings", "shots",
+                "media")
 
 
 def _typed(data: dict[str, Any], key: str, kind: type, default: Any) -> Any:

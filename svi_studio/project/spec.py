@@ -7,6 +7,7 @@
       "shots": [{"prompt": "…", "seed": 101}, "a shot given as a bare string",
                 {"prompt": "…", "anchor_image": "b.png", "end_image": "door.png", "pose_video": "dance.mp4"}],
                                                      # per-shot conditions, relative like the reference
+      "pose_video": "whole-dance.mp4",               # optional: one pose video for the film, cut per shot
       "settings": {"num_motion_latents": 1}          # optional, validated like any settings
     }
 """
@@ -38,6 +39,7 @@ class ProjectSpec:
     settings: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     media: list[dict[str, Path]] = field(default_factory=list)  # per shot: condition role → file
+    film_media: dict[str, Path] = field(default_factory=dict)  # "pose_video": one for the whole film
 
     def reference_image(self) -> Image.Image | None:
         """The reference as RGB, opened by reference.load_reference (ReferenceError if unusable)."""
@@ -96,6 +98,7 @@ def load_spec(path: str | Path) -> ProjectSpec:
         style_prompt=str(data.get("style_prompt") or ""), negative_prompt=str(data.get("negative_prompt") or ""),
         prompts=prompts, seeds=seeds, settings=dict(data.get("settings") or {}),
         description=str(data.get("description") or ""), media=media,
+        film_media={"pose_video": _spec_file(path, data["pose_video"], "pose_video")} if data.get("pose_video") else {},
     )
 
 

@@ -19,13 +19,13 @@ import logging
 import time
 from collections import OrderedDict
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 import torch
 
-from ..engines.base import Anchor, CancelToken, Engine, OutOfMemory
-from ..engines.request import ANCHOR_IMAGE, CONDITION_LABELS, POSE_VIDEO, ClipRequest
+from ..engines.base import Anchor, CancelToken, OutOfMemory
+from ..engines.request import ANCHOR_IMAGE, ClipRequest
 from ..motion import MotionState
 from ..project.model import ProjectError, Shot, Take
 from ..project.store import image_fingerprint, to_jsonable
@@ -105,7 +105,7 @@ class ShotRenderer:
             before = self.take_frames(upstream_shot.id, upstream_take)
             before = before[: len(before) - upstream_rule.drop_tail]
         recipe = director.recipe(shot)
-        conditions = self.conditions(index, shot, settings)
+        conditions = director.conditions.load(index, shot, settings)
 
         # 2. Generate.
         def step(done: int, total: int) -> None:
@@ -172,23 +172,6 @@ class ShotRenderer:
             raise
 
     # -- inputs ---------------------------------------------------------------------------------
-
-    def conditions(self, index: int, shot: Shot, settings: ClipSettings) -> dict[str, Any]:
-        """The shot's media as request conditions (the anchor image is the request's anchor
-        itself). Every stored file is opened as untrusted as an upload."""
-        from ..media import load_pose_video
-
-        found: dict[str, Any] = {}
-        for role, relative in shot.media.items():
-            if role == ANCHOR_IMAGE:
-                continue
-            path = self.store.safe_path(relative)
-            what = f"shot {index + 1}'s {CONDITION_LABELS.get(role, role)}"
-            if role == POSE_VIDEO:
-                found[role] = load_pose_video(path, settings.num_frames, settings.width, settings.height, name=what)
-            else:
-                found[role], _ = load_reference(path, name=what)
-        return found
 
     def anchor(self, shot: Shot, settings: ClipSettings) -> Anchor:
         """The encoded anchor of a shot: its own anchor image, else the project's reference."""
