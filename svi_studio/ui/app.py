@@ -26,6 +26,7 @@ from typing import Any
 import gradio as gr
 
 from ..engines import default_engine_name
+from ..engines.request import CONDITION_LABELS
 from . import jobs, runtime, views
 from .presenter import CARD_FIELDS, CARD_MEDIA, card_key
 from .studio import Studio
@@ -320,7 +321,8 @@ def _shot_card(index: int, blank: dict[str, Any], c: dict[str, Any], accepts: fr
                 card["takes"] = gr.Dropdown(label="Take", choices=[], value=None, interactive=True,
                                             elem_id=f"shot-{number}-takes")
                 with gr.Row(equal_height=True, elem_classes=["svi-media-row"]):
-                    for role, label in (("anchor_image", "Anchor image (optional)"), ("end_image", "End frame (optional)")):
+                    for role in CARD_MEDIA:
+                        label = f"{CONDITION_LABELS[role].capitalize()} (optional)"
                         card[role] = gr.Image(label=label, type="filepath", height=110, sources=["upload"],
                                               elem_id=f"shot-{number}-{role.replace('_', '-')}", min_width=100,
                                               visible=role in accepts, buttons=[])
