@@ -24,6 +24,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from svi_studio.engines.draft import DraftEngine  # noqa: E402
+from svi_studio.engines.request import ClipRequest
 
 TARGET_SECONDS = 1.0
 PROMPTS = [
@@ -64,14 +65,14 @@ def main() -> None:
           f"sharp copy {tuple(anchor.tensors['source'].shape)})")
     print(f"{settings.num_frames} frames at {settings.height}x{settings.width}, {runs} runs per move, 1 thread")
 
-    engine.generate_clip(anchor, None, PROMPTS[0], "", 0, settings)  # warm-up
+    engine.generate_clip(ClipRequest(anchor, None, PROMPTS[0], "", 0, settings))  # warm-up
     all_medians, all_cpu_medians = [], []
     previous = None
     for prompt in PROMPTS:
         walls, cpus = [], []
         for seed in range(runs):
             wall, cpu = time.perf_counter(), time.process_time()
-            clip = engine.generate_clip(anchor, previous, prompt, "", seed, settings)
+            clip = engine.generate_clip(ClipRequest(anchor, previous, prompt, "", seed, settings))
             walls.append(time.perf_counter() - wall)
             cpus.append(time.process_time() - cpu)
         previous = clip.motion_out

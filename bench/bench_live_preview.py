@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
 
     from svi_studio.engines import load_engine
+    from svi_studio.engines.request import ClipRequest
     from svi_studio.engines.live_preview import LivePreviewer, PreviewingStepCallback, latents_to_rgb
     from tests.conftest import make_reference
 
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
         if with_preview:
             on_step = PreviewingStepCallback(on_preview=lambda preview: None, on_step=on_step, budget=None,
                                              strip=args.strip or None)
-        clip = engine.generate_clip(anchor, None, "a red fox runs through snow", "", seed, settings, on_step=on_step)
+        clip = engine.generate_clip(ClipRequest(anchor, None, "a red fox runs through snow", "", seed, settings), on_step=on_step)
         return [later - earlier for earlier, later in zip(stamps, stamps[1:])], clip.latents
 
     render(False, 0), render(True, 0)  # warm-up

@@ -25,6 +25,7 @@ from typing import Callable
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 
 import torch  # noqa: E402
+from svi_studio.engines.request import ClipRequest
 
 INSIDE = ("transformer",)
 ROWS = ("transformer", "VAE decode", "VAE anchor encode", "VAE condition encode", "text encoding",
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     def cycle(motion, seed):
         with timer.region("generate"):
             anchor = engine.encode_anchor(reference, settings)
-            return engine.generate_clip(anchor, motion, "a paper boat drifts down a gutter", "", seed, settings)
+            return engine.generate_clip(ClipRequest(anchor, motion, "a paper boat drifts down a gutter", "", seed, settings))
 
     clip = cycle(None, 0)  # warm-up, and the motion state the measured clips continue from
     runs = []

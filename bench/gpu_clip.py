@@ -41,6 +41,7 @@ from diffusers import AutoencoderKLWan, WanTransformer3DModel  # noqa: E402
 from diffusers.models.transformers.transformer_wan import WanRotaryPosEmbed  # noqa: E402
 
 from bench_tiny_engine import RegionTimer, instrument, table  # noqa: E402
+from svi_studio.engines.request import ClipRequest
 
 # Wan-AI/Wan2.1-I2V-14B-480P-Diffusers transformer/config.json
 WAN21_I2V_14B = dict(
@@ -226,7 +227,7 @@ def switch_off(engine) -> None:
 def measure(engine, anchor, settings, prompt: str, clips: int, warmup_steps: int, timer, cuda: bool) -> dict:
     """Warm up, then render `clips` clips in a chain: per-clip region times, s/clip median, s/step, peak memory."""
     if warmup_steps:
-        engine.generate_clip(anchor, None, prompt, "", 0, replace(settings, steps=warmup_steps))
+        engine.generate_clip(ClipRequest(anchor, None, prompt, "", 0, replace(settings, steps=warmup_steps)))
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -235,7 +236,7 @@ def measure(engine, anchor, settings, prompt: str, clips: int, warmup_steps: int
         timer.reset()
         start = time.perf_counter()
         with timer.region("generate"):
-            clip = engine.generate_clip(anchor, motion, prompt, "", index + 1, settings)
+            clip = engine.generate_clip(ClipRequest(anchor, motion, prompt, "", index + 1, settings))
         total = time.perf_counter() - start
         runs.append({**{("other" if k == "generate" else k): v for k, v in timer.totals.items()}, "total": total})
         motion = clip.motion_out

@@ -2,7 +2,10 @@
 
     render SPEC_OR_DIR [--engine NAME] [--project-dir DIR] [--out FILM.mp4] [--set KEY=VALUE ...]
     render --reference IMG --prompt "shot 1" --prompt "shot 2" [--engine NAME] [--project-dir DIR] [--out FILM.mp4]
-    regen DIR --shot N [--seed S] [--prompt TEXT] [--cascade] [--engine NAME]
+    regen DIR --shot N [--seed S] [--prompt TEXT] [--cascade] [--engine NAME] [--anchor-image IMG] [--end-image IMG] …
+    set-shot DIR --shot N [--prompt TEXT] [--seed S] [--anchor-image IMG] [--end-image IMG] [--pose-video MP4]
+             [--clear anchor_image|end_image|pose_video ...]
+    set-film DIR --pose-video MP4 | --clear pose_video      one pose video for the whole film, cut per shot
     status DIR
     export DIR OUT.mp4 [--audio FILE] [--crossfade SECONDS] [--scale X]
     bundle DIR OUT.zip
@@ -29,6 +32,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from .errors import UserError
 from .project.model import ProjectError
 from .settings import SettingsError
 
@@ -178,12 +182,54 @@ def _render(args) -> int:
     return 0
 
 
+def _apply_media(args, director) -> None:
+    """--anchor-image / --end-image / --pose-video / --clear: the shot's conditions, through
+    the same Director.set_shot_media (and the same file checks) as the app and the API."""
+    from .engines.request import CONDITION_ROLES
+
+    index = args.shot - 1
+    for role in args.clear or []:
+        if role not in CONDITION_ROLES:
+            raise ProjectError(f"--clear takes one of {', '.join(CONDITION_ROLES)}, not {role!r}.")
+        director.set_shot_media(index, role, None)
+    for role in CONDITION_ROLES:
+        path = getattr(args, role, None)
+        if path:
+            for notice in director.set_shot_media(index, role, Path(path)):
+                _print(args, {"notice": notice}, f"note: {notice}")
+
+
+def cmd_set_shot(args) -> int:
+    from .director import Director
+
+    project = Path(args.project)
+    director = Director.open(project, _engine(args.engine, project) if args.engine else None)
+    if args.prompt is not None or args.seed is not None:
+        for notice in director.set_shot(args.shot - 1, prompt=args.prompt, seed=args.seed):
+            _print(args, {"notice": notice}, f"note: {notice}")
+    _apply_media(args, director)
+    return cmd_status(args)
+
+
+def cmd_set_film(args) -> int:
+    from .director import Director
+
+    project = Path(args.project)
+    director = Director.open(project, _engine(args.engine, project) if args.engine else None)
+    for role in args.clear or []:
+        director.set_film_media(role, None)
+    if args.pose_video:
+        director.set_film_media("pose_video", Path(args.pose_video))
+    return cmd_status(args)
+
+
 def cmd_regen(args) -> int:
     from .director import Director
     from .project.store import render_lock
 
     with render_lock(args.project):  # before opening: a refused second render changes nothing
         director = Director.open(Path(args.project), _engine(args.engine, Path(args.project), speed_overrides(args)))
+        _apply_media(args, director)
         cancel = threading.Event()
         try:
             _run_events(args, director.regenerate(args.shot - 1, seed=args.seed, prompt=args.prompt,
@@ -276,7 +322,24 @@ def build_parser() -> argparse.ArgumentParser:
     regen.add_argument("--cascade", action="store_true", help="also re-render the shots after it")
     regen.add_argument("--engine")
     add_speed_arguments(regen)
+    _media_arguments(regen)
     regen.set_defaults(func=cmd_regen)
+
+    set_shot = sub.add_parser("set-shot", parents=[common], help="edit one shot: prompt, seed, anchor image, end frame, pose video")
+    set_shot.add_argument("project")
+    set_shot.add_argument("--shot", type=int, required=True, help="shot number, 1-based")
+    set_shot.add_argument("--prompt")
+    set_shot.add_argument("--seed", help="a whole number 0 .. 2**64-1")
+    set_shot.add_argument("--engine", help="check the conditions against this engine (default: none loaded)")
+    _media_arguments(set_shot)
+    set_shot.set_defaults(func=cmd_set_shot)
+
+    set_film = sub.add_parser("set-film", parents=[common], help="one pose video for the whole film, cut per shot")
+    set_film.add_argument("project")
+    set_film.add_argument("--pose-video", dest="pose_video", metavar="VIDEO")
+    set_film.add_argument("--clear", action="append", metavar="ROLE", help="pose_video")
+    set_film.add_argument("--engine", help="check the condition against this engine (default: none loaded)")
+    set_film.set_defaults(func=cmd_set_film)
 
     status = sub.add_parser("status", parents=[common], help="per-shot status")
     status.add_argument("project")
@@ -305,15 +368,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _media_arguments(parser: argparse.ArgumentParser) -> None:
+    """--anchor-image, --end-image, --pose-video (one option per condition role) and --clear ROLE."""
+    from .engines.request import CONDITION_LABELS, CONDITION_ROLES
+
+    for role in CONDITION_ROLES:
+        parser.add_argument(f"--{role.replace('_', '-')}", dest=role, metavar="FILE",
+                            help=f"the shot's {CONDITION_LABELS[role]}")
+    parser.add_argument("--clear", action="append", metavar="ROLE",
+                        help=f"remove a condition: {', '.join(CONDITION_ROLES)} (repeat)")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .engines.base import EngineError
-
     try:
         return args.func(args)
-    except (ProjectError, SettingsError, ValueError, OSError, EngineError) as error:
-        # EngineError (out of GPU memory, a motion state from another engine, …) is a RuntimeError:
-        # it used to end the CLI with a traceback instead of its message.
+    except (UserError, OSError) as error:  # OSError: a file the user named cannot be read or written
         if getattr(args, "json", False):
             print(json.dumps({"error": str(error), "type": type(error).__name__}, ensure_ascii=False), flush=True)
         else:

@@ -9,152 +9,41 @@ frames of each take make the film.
     for event in director.render():          # a ClipEvent as each clip finishes
         print(event.shot_index, event.clip_path, event.seam_score)
     director.regenerate(1, cascade=True)      # re-roll shot 2 from shot 1's stored motion
+    director.set_shot_media(2, "end_image", "door.png")   # a per-shot condition
     director.export("cat.mp4")
+
+The work itself lives beside it, one concept per module:
+    render/events.py   the event and plan types a job reports
+    render/shot.py     rendering one shot (the unit of GPU work)
+    render/runner.py   the one loop that renders a job (CLI, API and UI all use it)
+    timeline.py        where each shot's frames sit in the film, in frames and seconds
+    export.py          writing the film file from the timeline's segments
 """
 
 from __future__ import annotations
 
-import logging
-import time
-from collections import OrderedDict
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
-import torch
 from PIL import Image
 
-from .engines.base import Anchor, Cancelled, CancelToken, Engine, OutOfMemory
-from .motion import MotionState
-from .project.model import (MAX_NAME_CHARS, MAX_TEXT_CHARS, SHOT_OVERRIDE_KEYS, Project, ProjectError, Shot, Take,
-                            max_shots, random_seed)
+from .engines.base import CancelToken, Engine, settings_for_conditions
+from .conditions import ShotConditions
+from .engines.request import ANCHOR_IMAGE
+from .project.model import MAX_NAME_CHARS, SHOT_OVERRIDE_KEYS, Project, ProjectError, Shot, max_shots, random_seed
 from .project.status import BROKEN, FRESH, MISSING, RENDERING, STALE, recipe_fingerprint, stale_reason
-from .project.store import BrokenTake, ProjectStore, image_fingerprint, to_jsonable
+from .project.store import BrokenTake, ProjectStore, image_fingerprint
 from .reference import load_reference
-from .seams import seam_score, tail_window
+from .render.events import (  # noqa: F401 - re-exported: `from svi_studio.director import ClipEvent` keeps working
+    ClipEvent, DoneEvent, RenderPlan, ShotStarted, ShotStatus, StepCallback, StepEvent,
+)
+from .render.runner import run_job
+from .render.shot import OUT_OF_MEMORY_ADVICE, ShotRenderer  # noqa: F401
 from .settings import ClipSettings, SettingsError, fit_resolution, normalise_settings, validate_seed
-from .stitching import StitchRule, kept_range
-
-log = logging.getLogger(__name__)
-
-
-# -- events ---------------------------------------------------------------------------------
-
-
-@dataclass
-class StepEvent:
-    """One denoising step finished. job_index/job_size: this clip's place in the current job."""
-
-    shot_index: int
-    shot_id: str
-    step: int
-    total_steps: int
-    job_index: int
-    job_size: int
-    kind: str = "step"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class ClipEvent:
-    """A clip finished and its take is on disk and selected."""
-
-    shot_index: int
-    shot_id: str
-    take_id: str
-    clip_path: str
-    seam_score: float | None
-    timings: dict[str, float]
-    job_index: int
-    job_size: int
-    kind: str = "clip"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class DoneEvent:
-    """The job ended: every planned clip rendered, or cancelled (finished clips are kept)."""
-
-    rendered: list[str] = field(default_factory=list)  # take ids, in order
-    cancelled: bool = False
-    kind: str = "done"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class ShotStatus:
-    """What the UI and `status` show for one shot."""
-
-    index: int
-    shot_id: str
-    prompt: str
-    status: str
-    reason: str | None
-    selected_take: str | None
-    takes: list[str]
-    seed: int
-    seed_locked: bool
-    frames: int | None
-    start_s: float | None
-    end_s: float | None
-    seam_score: float | None
-    clip_path: str | None
-    camera: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class FilmSegment:
-    """The kept frames [start, end) of one selected take, in film order."""
-
-    shot_index: int
-    shot_id: str
-    take: Take
-    start: int
-    end: int
-    film_start: int  # index of this segment's first frame in the film
-
-
-@dataclass
-class RenderPlan:
-    """Which shots one job renders; `Director.next_shot` re-plans after every clip.
-
-    first: the shot id a re-roll renders first (None: render every pending shot).
-    cascade: after `first`, also render the shots in `after` that are missing or stale.
-    seeds: shot id → the seed its next render uses (a re-roll's new seed), saved only
-        with the take it makes, so a cancelled or failed re-roll leaves the shot as it was.
-    size: how many clips the job expects (for "shot i of N").
-    """
-
-    first: str | None = None
-    cascade: bool = False
-    after: frozenset[str] = frozenset()
-    seeds: dict[str, int] = field(default_factory=dict)
-    size: int = 1
-
-
-StepCallback = Callable[[StepEvent], None]
-
-
-def full_prompt(shot_prompt: str, style_prompt: str) -> str:
-    """The prompt a clip is rendered with: the shot's own text, then the shared style/character text."""
-    shot_prompt, style_prompt = shot_prompt.strip(), style_prompt.strip()
-    if not style_prompt:
-        return shot_prompt
-    if not shot_prompt:
-        return style_prompt
-    joiner = " " if shot_prompt[-1] in ".!?。" else ". "
-    return f"{shot_prompt}{joiner}{style_prompt}"
+from .text import LONG_PROMPT_CHARS, MAX_TEXT_CHARS, clean_text, full_prompt  # noqa: F401
+from .timeline import FilmSegment, cut_segments, planned_spans, segment_seconds
 
 
 class Director:
@@ -167,8 +56,8 @@ class Director:
         self.engine = engine
         self.notices: list[str] = []
         self.rendering: set[str] = set()  # shot ids being rendered right now
-        self._anchors: OrderedDict[tuple, Anchor] = OrderedDict()
-        self._frames: OrderedDict[str, np.ndarray] = OrderedDict()  # take id → its last kept frames (seams; small LRU)
+        self.renderer = ShotRenderer(self)
+        self.conditions = ShotConditions(self)
         unknown = sorted(self.project.extra) + sorted({k for shot in self.project.shots for k in shot.extra})
         if unknown:
             self.notices.append(f"project.json holds entries this version of SVI Studio does not use "
@@ -219,9 +108,15 @@ class Director:
         from .project.spec import load_spec
 
         spec = load_spec(spec_path)
-        return cls.create(root, engine, reference=spec.reference, prompts=spec.prompts,
-                          style_prompt=spec.style_prompt, negative_prompt=spec.negative_prompt,
-                          name=spec.name, settings={**spec.settings, **(settings or {})}, seeds=spec.seeds)
+        director = cls.create(root, engine, reference=spec.reference, prompts=spec.prompts,
+                              style_prompt=spec.style_prompt, negative_prompt=spec.negative_prompt,
+                              name=spec.name, settings={**spec.settings, **(settings or {})}, seeds=spec.seeds)
+        for role, path in spec.film_media.items():  # film-wide: one pose video cut into the shots
+            director.notices.extend(director.set_film_media(role, path))
+        for index, media in enumerate(spec.media):  # each shot's conditions, paths relative to the spec file
+            for role, path in media.items():
+                director.notices.extend(director.set_shot_media(index, role, path))
+        return director
 
     @classmethod
     def open(cls, root: str | Path, engine: Engine | None) -> "Director":
@@ -284,10 +179,31 @@ class Director:
         path = self.store.safe_path(relative)
         return image_fingerprint(path) if path.is_file() else None
 
-    def recipe(self, shot: Shot) -> str:
+    def condition_fingerprints(self, shot: Shot) -> dict[str, str]:
+        """role → fingerprint of the shot's conditions the engine honours, besides the anchor."""
+        return self.conditions.fingerprints(shot)
+
+    def shot_media(self, shot: Shot) -> dict[str, str]:
+        """The shot's conditions: its own, and the film's pose video where it has none of its own."""
+        return self.conditions.media(shot)
+
+    def film_pose_frames(self, index: int) -> np.ndarray | None:
+        """The film frames of the film's pose video that shot `index` follows (None: the film has none)."""
+        return self.conditions.film_pose_frames(index)
+
+    def recipe(self, shot: Shot, used_settings: frozenset[str] | list[str] | None = None) -> str:
+        """The fingerprint of what the shot's clip is made from, as far as the engine uses it.
+
+        used_settings: the setting names that count (default: the loaded engine's; with
+        none loaded, what the base Engine uses)."""
         settings = self.shot_settings(shot)
+        if used_settings is None:
+            used_settings = (self.engine.used_settings(settings, frozenset(shot.media)) if self.engine is not None
+                             else settings_for_conditions(settings, frozenset(shot.media)))
+        settings = {key: value for key, value in settings.to_dict().items() if key in used_settings}
         return recipe_fingerprint(self.shot_prompt(shot), self.project.negative_prompt, shot.seed,
-                                  settings.to_dict(), self.engine_id, self.anchor_fingerprint(shot))
+                                  settings, self.engine_id, self.anchor_fingerprint(shot),
+                                  self.condition_fingerprints(shot))
 
     def shot_status(self, index: int) -> tuple[str, str | None]:
         """(status, reason) of shot `index` — see project/status.py."""
@@ -303,7 +219,9 @@ class Director:
         except BrokenTake as error:
             return BROKEN, str(error)
         upstream = self.project.shots[index - 1].selected_take if index > 0 else None
-        reason = stale_reason(take, index == 0, upstream, self.recipe(shot))
+        # Without an engine, the take says which settings its engine used.
+        used = None if self.engine is not None else take.info.get("recipe_settings")
+        reason = stale_reason(take, index == 0, upstream, self.recipe(shot, used))
         return (STALE, reason) if reason else (FRESH, None)
 
     def statuses(self) -> list[ShotStatus]:
@@ -319,29 +237,22 @@ class Director:
             if take and take.seam and index > 0 and take.seam.get("upstream_take") == self.project.shots[index - 1].selected_take:
                 seam = take.seam.get("score")
             camera = (take.info.get("camera") or {}).get("summary") if take else None
+            start_s, end_s = segment_seconds(segment, fps) if segment else (None, None)
             result.append(ShotStatus(
                 index=index, shot_id=shot.id, prompt=shot.prompt, status=status, reason=reason,
                 selected_take=shot.selected_take, takes=list(shot.takes), seed=shot.seed,
                 seed_locked=shot.seed_locked, frames=take.num_frames if take else None,
-                start_s=round(segment.film_start / fps, 3) if segment else None,
-                end_s=round((segment.film_start + segment.end - segment.start) / fps, 3) if segment else None,
-                seam_score=seam,
+                start_s=start_s, end_s=end_s, seam_score=seam,
                 clip_path=str(self.store.clip_path(shot.id, shot.selected_take)) if take else None,
-                camera=camera,
+                camera=camera, media=dict(shot.media),
             ))
         return result
 
     def planned_seconds(self) -> list[tuple[float, float]]:
         """(start, end) seconds each shot will cover once rendered with the current settings."""
         settings = self.project.settings
-        rule = self.require_engine().stitch_rule(settings)
-        count = len(self.project.shots)
-        cursor, spans = 0, []
-        for index in range(count):
-            start, end = kept_range(index, count, settings.num_frames, rule)
-            spans.append((round(cursor / settings.fps, 3), round((cursor + end - start) / settings.fps, 3)))
-            cursor += end - start
-        return spans
+        return planned_spans(len(self.project.shots), settings.num_frames,
+                             self.require_engine().stitch_rule(settings), settings.fps)
 
     # -- editing -----------------------------------------------------------------------------
 
@@ -357,7 +268,7 @@ class Director:
     def _store_reference(self, picture: Image.Image) -> list[str]:
         self.store.set_reference(picture)
         self.project.settings = self._fit_to_reference(self.project.settings)
-        self._anchors.clear()
+        self.renderer.forget_anchors()
         self.store.save()
         s = self.project.settings
         return [f"Clips will be {s.width}x{s.height} (the reference's aspect ratio, multiples of 16)."]
@@ -450,14 +361,20 @@ class Director:
             merged, notices = normalise_settings(self.project.settings.merged(overrides))
             shot.overrides = {k: v for k, v in overrides.items() if v is not None}
         if anchor_image is not None:
-            picture, anchor_notices = load_reference(anchor_image, name=f"shot {index + 1}'s anchor image")
-            notices.extend(anchor_notices)
-            shot.anchor_image = self.store.add_anchor_image(picture)
-            self._anchors.clear()
+            notices.extend(self.conditions.store(index, ANCHOR_IMAGE, anchor_image))
         if clear_anchor:
-            shot.anchor_image = None
+            shot.media.pop(ANCHOR_IMAGE, None)
         self.store.save()
         return notices
+
+    def set_shot_media(self, index: int, role: str, source: Any) -> list[str]:
+        """Set (a file path, bytes or a picture) or clear (None) shot `index`'s condition `role`:
+        "anchor_image", "end_image" or "pose_video" (see conditions.py). Returns notices."""
+        return self.conditions.set(index, role, source)
+
+    def set_film_media(self, role: str, source: Any) -> list[str]:
+        """Set or clear (None) the film's pose video, cut into the shots by their frames in the film."""
+        return self.conditions.set_film(role, source)
 
     def select_take(self, index: int, take_id: str) -> None:
         """Make an earlier take the selected one (its shot's seed follows it); downstream shots go stale."""
@@ -496,6 +413,12 @@ class Director:
         for index in indices if indices is not None else range(len(self.project.shots)):
             if not self.project.shots[index].prompt.strip():
                 raise ProjectError(f"shot {index + 1} has an empty prompt: describe what happens in it.")
+            for role in self.shot_media(self.project.shots[index]):
+                self.check_condition(index, role)
+
+    def check_condition(self, index: int, role: str) -> None:
+        """EngineError when the loaded engine cannot honour condition `role` on shot `index`."""
+        self.conditions.check(index, role)
 
     def plan_render(self) -> RenderPlan:
         """A job that renders every missing, stale or broken shot in film order."""
@@ -539,7 +462,7 @@ class Director:
         (its upstream changed) is rendered too. Ends with a DoneEvent.
         """
         with self.store.render_lock():  # held while the render runs: another process's open leaves its partials alone
-            yield from self._run(self.plan_render(), cancel, on_step)
+            yield from self.run(self.plan_render(), cancel, on_step)
 
     def regenerate(self, index: int, seed: int | None = None, prompt: str | None = None,
                    overrides: dict[str, Any] | None = None, cascade: bool = False,
@@ -556,25 +479,27 @@ class Director:
         if prompt is not None or overrides is not None:
             self.set_shot(index, prompt=prompt, overrides=overrides)  # explicit edits are saved now
         with self.store.render_lock():
-            yield from self._run(self.plan_regenerate(index, seed=seed, cascade=cascade), cancel, on_step)
+            yield from self.run(self.plan_regenerate(index, seed=seed, cascade=cascade), cancel, on_step)
 
-    def _run(self, plan: RenderPlan, cancel: CancelToken | None,
-             on_step: StepCallback | None) -> Iterator[ClipEvent | DoneEvent]:
-        rendered: list[str] = []
-        while True:
-            index = self.next_shot(plan, rendered)
-            if index is None:
-                break
-            shot_id = self.project.shots[index].id
-            try:
-                event = self.render_shot(index, cancel=cancel, on_step=on_step, job_index=len(rendered),
-                                         job_size=max(plan.size, len(rendered) + 1), seed=plan.seeds.pop(shot_id, None))
-            except Cancelled:
-                yield DoneEvent(rendered=rendered, cancelled=True)
-                return
-            rendered.append(event.take_id)
-            yield event
-        yield DoneEvent(rendered=rendered)
+    def run(self, plan: RenderPlan, cancel: CancelToken | None = None,
+            on_step: StepCallback | None = None) -> Iterator[ClipEvent | DoneEvent]:
+        """Run a job in this process (render/runner.py); yields its ClipEvents and the DoneEvent."""
+        def render_one(index: int, job_index: int, job_size: int, seed: int | None) -> ClipEvent:
+            return self.render_shot(index, cancel=cancel, on_step=on_step, job_index=job_index,
+                                    job_size=job_size, seed=seed)
+
+        for event in run_job(self, plan, render_one, cancel):
+            if event.kind != "start":  # a shot starting matters to a page, not to scripts
+                yield event
+
+    def render_shot(self, index: int, cancel: CancelToken | None = None, on_step: StepCallback | None = None,
+                    job_index: int = 0, job_size: int = 1, seed: int | None = None) -> ClipEvent:
+        """Render one clip for shot `index` and select the new take (see render/shot.py).
+
+        seed: render with this seed instead of the shot's (a re-roll); it becomes the shot's
+        seed only together with the new take. Raises Cancelled (leaving no take behind)."""
+        with self.store.render_lock():  # re-entrant: render() and regenerate() hold it already
+            return self.renderer.render_shot(index, cancel, on_step, job_index, job_size, seed)
 
     def adopt_take(self, shot_id: str, take_id: str) -> None:
         """Select a complete take that another copy of this project wrote (a ZeroGPU worker
@@ -588,141 +513,13 @@ class Director:
         self.store.broken_takes.pop(take_id, None)
         self.store.save()
 
-    def render_shot(self, index: int, cancel: CancelToken | None = None, on_step: StepCallback | None = None,
-                    job_index: int = 0, job_size: int = 1, seed: int | None = None) -> ClipEvent:
-        """Render one clip for shot `index` with its current prompt and seed; select the new take.
-
-        seed: render with this seed instead of the shot's (a re-roll); it becomes the shot's
-        seed only together with the new take — if no take comes, the shot keeps its old seed.
-        This is the unit of GPU work (one `@spaces.GPU` call on a Space). Raises Cancelled
-        (leaving no take behind) if `cancel` is set between steps.
-        """
-        shot = self.shot(index)
-        with self.store.render_lock():  # re-entrant: render() and regenerate() hold it already
-            if seed is None:
-                return self._render_shot(index, cancel, on_step, job_index, job_size)
-            previous_seed, shot.seed = shot.seed, validate_seed(seed)
-            try:
-                return self._render_shot(index, cancel, on_step, job_index, job_size)
-            except BaseException:
-                if shot.seed == seed:
-                    shot.seed = previous_seed
-                raise
-
-    def _render_shot(self, index: int, cancel: CancelToken | None, on_step: StepCallback | None,
-                     job_index: int, job_size: int) -> ClipEvent:
-        shot = self.shot(index)
-        engine = self.require_engine()
-        self.check_ready([index])
-        # 1. What this clip depends on.
-        settings, _ = normalise_settings(self.shot_settings(shot))
-        prompt = self.shot_prompt(shot)
-        upstream_take: str | None = None
-        motion_in: MotionState | None = None
-        if index > 0:
-            upstream = self.project.shots[index - 1]
-            if upstream.selected_take is None:
-                raise ProjectError(f"shot {index} has no take yet; shot {index + 1} continues from it.")
-            upstream_take = upstream.selected_take
-            motion_in = self.store.motion_out(upstream.id, upstream_take)
-        rule = engine.stitch_rule(settings)
-        before = None
-        if upstream_take is not None:  # read (and check) the upstream clip before spending GPU time
-            upstream_shot = self.project.shots[index - 1]
-            before = self._take_frames(upstream_shot.id, upstream_take)  # its last kept frames
-        recipe = self.recipe(shot)
-
-        # 2. Generate.
-        def step(done: int, total: int) -> None:
-            if on_step is not None:
-                on_step(StepEvent(index, shot.id, done, total, job_index, job_size))
-
-        self.rendering.add(shot.id)
-        try:
-            with _out_of_memory_as_message(settings, engine.is_draft):
-                anchor = self._anchor(shot, settings)
-                started_at, started = time.time(), time.perf_counter()
-                clip = engine.generate_clip(anchor, motion_in, prompt, self.project.negative_prompt,
-                                            shot.seed, settings, on_step=step, cancel=cancel)
-            generated, finished_at = time.perf_counter(), time.time()
-
-            # 3. Seam against the upstream take's kept frames.
-            seam = None
-            if before is not None:
-                seam = {"upstream_take": upstream_take, "score": seam_score(before, clip.frames[rule.drop_head:])}
-
-            # 4. Write the take (atomic), then select it. started_at/finished_at (epoch seconds) bracket
-            # generate_clip: the load test checks with them that renders never overlap.
-            take = Take(
-                id=self.store.new_take_id(), shot_id=shot.id, created=self.store.now(), prompt=prompt,
-                shot_prompt=shot.prompt, negative_prompt=self.project.negative_prompt, seed=shot.seed,
-                settings=settings.to_dict(), engine=engine.describe(), recipe=recipe,
-                upstream_take=upstream_take,
-                motion_in_fingerprint=motion_in.fingerprint() if motion_in is not None else None,
-                motion_out_fingerprint=clip.motion_out.fingerprint(), num_frames=int(clip.frames.shape[0]),
-                fps=settings.fps, width=int(clip.frames.shape[2]), height=int(clip.frames.shape[1]),
-                has_latents=clip.latents is not None, stitch_rule=rule.to_dict(), seam=seam,
-                info=to_jsonable(clip.info),
-                timings={"generate_s": round(generated - started, 3), "started_at": round(started_at, 3),
-                         "finished_at": round(finished_at, 3)},
-            )
-            self.store.write_take(take, clip.frames, clip.motion_out, motion_in, clip.latents)
-            take.timings["write_s"] = round(time.perf_counter() - generated, 3)
-            try:
-                self.store.update_take(take)
-            except OSError as error:  # the timing is a nicety; the take itself is complete
-                log.warning("could not add timings to take %s: %s", take.id, error)
-            self._select_new_take(shot, take)
-        finally:
-            self.rendering.discard(shot.id)
-        self._remember_frames(take.id, clip.frames[slice(*tail_window(len(clip.frames), rule.drop_tail))].copy())
-        return ClipEvent(index, shot.id, take.id, str(self.store.clip_path(shot.id, take.id)),
-                         seam["score"] if seam else None, take.timings, job_index, job_size)
-
-    def _select_new_take(self, shot: Shot, take: Take) -> None:
-        """Add a just-written take to its shot and save; if the save fails (disk full), undo both:
-        the previous take stays selected and no folder of the new take is left behind."""
-        before = (list(shot.takes), shot.selected_take)
-        shot.takes.append(take.id)
-        shot.selected_take = take.id
-        try:
-            self.store.save()
-        except BaseException:
-            shot.takes, shot.selected_take = before
-            self.store.delete_take_files(shot.id, take.id)
-            raise
-
-    def _anchor(self, shot: Shot, settings: ClipSettings) -> Anchor:
-        relative = shot.anchor_image or self.project.reference
-        path = self.store.safe_path(relative)
-        key = (image_fingerprint(path), settings.width, settings.height)
-        if key not in self._anchors:
-            # The stored file may come from an imported bundle: it is opened as untrusted as an upload.
-            image, _ = load_reference(path, name="the anchor image" if shot.anchor_image else "the reference image")
-            self._anchors[key] = self.require_engine().encode_anchor(image, settings)
-            while len(self._anchors) > 4:
-                self._anchors.popitem(last=False)
-        return self._anchors[key]
-
-    def _take_frames(self, shot_id: str, take_id: str) -> np.ndarray:
-        if take_id not in self._frames:
-            self._remember_frames(take_id, self.store.seam_frames(shot_id, take_id))
-        self._frames.move_to_end(take_id)
-        return self._frames[take_id]
-
-    def _remember_frames(self, take_id: str, frames: np.ndarray) -> None:
-        self._frames[take_id] = frames
-        while len(self._frames) > 2:  # memory must not grow with the film's length
-            self._frames.popitem(last=False)
-
     # -- the film -----------------------------------------------------------------------------
 
     def film_segments(self, strict: bool = True) -> list[FilmSegment]:
-        """The selected takes in film order with the frames each contributes.
+        """The selected takes in film order with the frames each contributes (timeline.cut_segments).
 
-        Each take is cut with the stitching rule it was rendered under (`kept_range`, the
-        one function preview and export share). strict: every shot must have a usable take;
-        otherwise shots without one are skipped (a preview of the film so far).
+        strict: every shot must have a usable take; otherwise shots without one are
+        skipped (a preview of the film so far).
         """
         chosen = []
         for index, shot in enumerate(self.project.shots):
@@ -736,95 +533,39 @@ class Director:
                 if strict:
                     raise ProjectError(f"shot {index + 1} has no usable take; render it before exporting.")
                 continue
-            chosen.append((index, shot, take))
-        segments, cursor = [], 0
-        for position, (index, shot, take) in enumerate(chosen):
-            rule = StitchRule(**take.stitch_rule)
-            start, end = kept_range(position, len(chosen), take.num_frames, rule)
-            segments.append(FilmSegment(index, shot.id, take, start, end, film_start=cursor))
-            cursor += end - start
-        return segments
+            chosen.append((index, shot.id, take))
+        return cut_segments(chosen)
 
     def preview(self, out_path: str | Path | None = None) -> Path | None:
         """Write the stitched film so far (shots with takes) to preview.mp4; None if nothing yet."""
-        from .export import export_film
+        from .export import ExportOptions, export_film
 
         segments = self.film_segments(strict=False)
         if not segments:
             return None
         out_path = Path(out_path or self.root / "preview.mp4")
-        export_film(self, out_path, segments=segments, quality="preview", write_timeline=False)
+        export_film(segments, self._export_frames(segments), out_path, ExportOptions(quality="preview", write_timeline=False))
         return out_path
 
     def export(self, out_path: str | Path, audio: str | Path | None = None, crossfade: float = 0.0,
                scale: float = 1.0) -> dict[str, Any]:
         """Export the whole film (see export.py). Returns the timeline written beside it."""
-        from .export import export_film
+        from .export import ExportOptions, export_film
 
-        return export_film(self, Path(out_path), audio=audio, crossfade=crossfade, scale=scale)
+        segments = self.film_segments(strict=True)
+        return export_film(segments, self._export_frames(segments), Path(out_path),
+                           ExportOptions(audio=audio, crossfade=crossfade, scale=scale))
 
+    def _export_frames(self, segments: list[FilmSegment]):
+        """frames_of for export_film: each segment's kept frames streamed from its clip, after every
+        clip is checked against what its take declares (header and packets only, nothing decoded)."""
+        for segment in segments:
+            self.store.check_clip(segment.shot_id, segment.take.id)
 
-LONG_PROMPT_CHARS = 2_000  # about the 512 tokens Wan's text encoder reads
+        def frames_of(segment: FilmSegment) -> Iterator[np.ndarray]:
+            return self.store.iter_frames(segment.shot_id, segment.take.id, segment.start, segment.end)
 
-
-def clean_text(value: Any, what: str, notices: list[str] | None = None) -> str:
-    """User text as it will be stored: kept literally (never parsed or evaluated), except
-    lone UTF-16 surrogates (they cannot be written as UTF-8, so one would make every later
-    save of the project fail), which become U+FFFD. Adds notices to `notices`; raises
-    ProjectError for text over MAX_TEXT_CHARS."""
-    text = value if isinstance(value, str) else str(value)
-    if len(text) > MAX_TEXT_CHARS:
-        raise ProjectError(f"{what} is {len(text):,} characters long; the limit is {MAX_TEXT_CHARS:,}. Shorten it.")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        # Through UTF-16: a high+low pair becomes its real character, a lone half becomes U+FFFD.
-        text = text.encode("utf-16-le", errors="surrogatepass").decode("utf-16-le", errors="replace")
-        if notices is not None:
-            notices.append(f"{what} held characters that are not valid text (lone surrogates); "
-                           "they were replaced with \ufffd.")
-    if notices is not None and len(text) > LONG_PROMPT_CHARS and "prompt" in what:
-        notices.append(f"{what} is {len(text):,} characters; the model reads only about the first "
-                       f"{LONG_PROMPT_CHARS:,} (512 tokens). The rest is kept but has no effect.")
-    return text
-
-
-OUT_OF_MEMORY_ADVICE = ("Turn on CPU offload (offload \"model\", or \"group\" on 24 GB cards, in the model preset) "
-                        "or lower the resolution or the frames per shot, then render again; finished shots are kept.")
-# The draft engine has no model to offload: it runs on the CPU, in this machine's memory.
-DRAFT_OUT_OF_MEMORY_ADVICE = ("The draft engine works in this machine's memory: lower the resolution or the frames "
-                              "per shot (or close other programs), then render again; finished shots are kept.")
-
-
-@contextmanager
-def _out_of_memory_as_message(settings: ClipSettings, is_draft: bool = False) -> Iterator[None]:
-    """Any engine's out-of-memory error as engines.base.OutOfMemory with advice the user can act on
-    (is_draft: the engine runs on the CPU, so no GPU or offload advice)."""
-    advice = DRAFT_OUT_OF_MEMORY_ADVICE if is_draft else OUT_OF_MEMORY_ADVICE
-    what = f"{settings.width}x{settings.height}, {settings.num_frames} frames"
-    try:
-        yield
-    except OutOfMemory as error:
-        text = str(error)
-        raise OutOfMemory(text if "offload" in text and not is_draft else f"{text.rstrip('.')}. {advice}") from None
-    except (torch.OutOfMemoryError, MemoryError) as error:
-        _free_accelerator_memory()
-        where = "the GPU" if isinstance(error, torch.OutOfMemoryError) and not is_draft else "this machine"
-        raise OutOfMemory(f"{where} ran out of memory rendering {what}. {advice}") from None
-    except RuntimeError as error:
-        if "out of memory" not in str(error).lower():
-            raise
-        _free_accelerator_memory()
-        where = "this machine" if is_draft else "the accelerator"
-        raise OutOfMemory(f"{where} ran out of memory rendering {what}. {advice}") from None
-
-
-def _free_accelerator_memory() -> None:
-    import gc
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+        return frames_of
 
 
 def _check_setting_names(changes: dict[str, Any]) -> None:
@@ -834,4 +575,3 @@ def _check_setting_names(changes: dict[str, Any]) -> None:
     if unknown:
         raise SettingsError(f"unknown setting {', '.join(repr(n) for n in unknown)}; "
                             f"the settings are: {', '.join(sorted(known))}.")
-

@@ -1,8 +1,8 @@
 """Export: the selected takes, stitched, written with moviepy as an H.264 mp4.
 
 Frames are streamed (`film_frames`: one frame of at most two takes decoded at a
-time), so memory does not grow with the clips' or the film's length. Cuts follow `Director.film_segments` — the same
-stitching the preview uses — so with no crossfade the file's frame count is exactly
+time), so memory does not grow with the clips' or the film's length. Cuts follow the
+timeline's segments (timeline.py, the same the preview and the status use) — so with no crossfade the file's frame count is exactly
 the stitching rule's. A crossfade of d seconds overlaps the last n = round(d·fps)
 kept frames before a cut with the first n after it (the film gets n frames shorter
 per cut; the timeline says so). A sidecar JSON timeline lists each shot's start/end
@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
 
 from .fsutil import atomic_write_json, fsync_dir, remove_stale_temps
 from .project.model import ProjectError
+from .timeline import FilmSegment, plan_cuts  # noqa: F401 - plan_cuts is re-exported
 from .video_io import probe_clip
-
-if TYPE_CHECKING:
-    from .director import Director, FilmSegment
 
 QUALITY = {"final": "16", "preview": "23"}
 MAX_CROSSFADE_S = 2.0
@@ -38,27 +37,35 @@ def timeline_path(out_path: Path) -> Path:
     return out_path.with_suffix(".timeline.json")
 
 
-def plan_cuts(segments: list["FilmSegment"], fade_frames: int) -> list[dict[str, Any]]:
-    """Film position of each segment once crossfades overlap neighbours by `fade_frames`."""
-    plan, cursor = [], 0
-    for position, segment in enumerate(segments):
-        length = segment.end - segment.start
-        plan.append({"segment": segment, "film_first": cursor, "length": length})
-        cursor += length - (fade_frames if position < len(segments) - 1 else 0)
-    return plan
+@dataclass
+class ExportOptions:
+    """audio: a soundtrack file (cut or padded with silence to the film). crossfade: seconds
+    overlapped at each cut. scale: output size factor. quality: "final" or "preview".
+    write_timeline: also write <film>.timeline.json."""
+
+    audio: str | Path | None = None
+    crossfade: float = 0.0
+    scale: float = 1.0
+    quality: str = "final"
+    write_timeline: bool = True
 
 
-def export_film(director: "Director", out_path: Path, audio: str | Path | None = None, crossfade: float = 0.0,
-                scale: float = 1.0, segments: list["FilmSegment"] | None = None, quality: str = "final",
-                write_timeline: bool = True) -> dict[str, Any]:
-    """Write the film to `out_path` (atomic) and its timeline beside it; return the timeline."""
+SegmentFrames = Callable[[FilmSegment], Iterator[np.ndarray]]
+
+
+def export_film(segments: Sequence[FilmSegment], frames_of: SegmentFrames, out_path: Path,
+                options: ExportOptions | None = None) -> dict[str, Any]:
+    """Write the film cut from `segments` to `out_path` (atomic) and its timeline beside it; return the timeline.
+
+    frames_of(segment): a stream of the segment's kept frames [start, end), uint8 (H, W, 3) each,
+    one at a time (the caller checks each clip against its take first; see Director.export)."""
     from moviepy import AudioClip, AudioFileClip, VideoClip, concatenate_audioclips
 
-    segments = segments if segments is not None else director.film_segments(strict=True)
+    options = options or ExportOptions()
+    audio, crossfade, scale = options.audio, options.crossfade, options.scale
+    quality, write_timeline = options.quality, options.write_timeline
     if not segments:
         raise ExportError("nothing to export: no shot has a take yet.")
-    for segment in segments:  # every clip is what its take declares (header and packets only), before writing
-        director.store.check_clip(segment.shot_id, segment.take.id)
     fps = segments[0].take.fps
     if any(segment.take.fps != fps for segment in segments):
         raise ExportError("the selected takes were rendered at different fps; re-render the odd ones out.")
@@ -76,7 +83,7 @@ def export_film(director: "Director", out_path: Path, audio: str | Path | None =
     width = _even(int(round(first.width * scale)))
     height = _even(int(round(first.height * scale)))
 
-    frames = FilmFrames(lambda: film_frames(director, plan, fade, (width, height)))
+    frames = FilmFrames(lambda: film_frames(frames_of, plan, fade, (width, height)))
     duration = total / fps
     try:  # moviepy asks for frame int(duration * fps) - 1 last: the 1e-3 keeps float error from losing one
         video = VideoClip(lambda t: frames.get(min(int(round(t * fps)), total - 1)), duration=(total + 1e-3) / fps)
@@ -164,19 +171,17 @@ def export_film(director: "Director", out_path: Path, audio: str | Path | None =
     return timeline
 
 
-def film_frames(director: "Director", plan: list[dict[str, Any]], fade: int,
+def film_frames(frames_of: SegmentFrames, plan: list[dict[str, Any]], fade: int,
                 size: tuple[int, int]) -> Iterator[np.ndarray]:
     """The film's frames in order, uint8 (height, width, 3) each, `size` = (width, height).
 
-    Each take is streamed (`ProjectStore.iter_frames`): at most two clips are open at once
-    (both sides of a crossfade) and one frame of each is in memory, so memory does not grow
-    with the length of the clips or of the film. A crossfade blends the last `fade` kept
-    frames before a cut with the first `fade` after it."""
-    store = director.store
+    Each segment is streamed by `frames_of`: at most two clips are open at once (both sides of
+    a crossfade) and one frame of each is in memory, so memory does not grow with the length of
+    the clips or of the film. A crossfade blends the last `fade` kept frames before a cut with
+    the first `fade` after it."""
 
     def stream(item: dict[str, Any]) -> Iterator[np.ndarray]:
-        segment = item["segment"]
-        return store.iter_frames(segment.shot_id, segment.take.id, segment.start, segment.end)
+        return frames_of(item["segment"])
 
     current: Iterator[np.ndarray] | None = None
     following: Iterator[np.ndarray] | None = None

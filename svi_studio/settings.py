@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
+from .errors import UserError
 
 SEED_MAX = 2**64 - 1  # torch.Generator.manual_seed accepts 0 .. 2**64 - 1
 
@@ -22,7 +23,7 @@ WAN_NEGATIVE_PROMPT = (
 )
 
 
-class SettingsError(ValueError):
+class SettingsError(UserError, ValueError):
     """A setting that cannot be used; the message says what to do instead."""
 
 
@@ -37,6 +38,9 @@ class ClipSettings:
     guidance_2: guidance of the low-noise expert (Wan2.2); None means "same as guidance".
     boundary_ratio: expert switch point as a fraction of 1000 train timesteps (Wan2.2).
     lora_weights: (adapter name, weight) pairs applied before the clip is rendered.
+    end_frame_mask: how SVI 2.0 Pro marks a shot's end frame in the condition mask:
+        "all" (1 on all 4 mask channels, as the community first/last-frame node does) or
+        "last" ([0, 0, 0, 1], as Wan2GP does). Used only by shots with an end frame.
     """
 
     width: int = 832
@@ -50,6 +54,7 @@ class ClipSettings:
     boundary_ratio: float = 0.875
     num_motion_latents: int = 1
     lora_weights: tuple[tuple[str, float], ...] = field(default_factory=tuple)
+    end_frame_mask: str = "all"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -82,6 +87,10 @@ class ClipSettings:
     def seconds(self) -> float:
         return self.num_frames / self.fps
 
+
+END_FRAME_MASKS = ("all", "last")
+#: settings that matter only to a shot with this condition (a take's recipe ignores them otherwise).
+CONDITION_SETTINGS = {"end_frame_mask": "end_image"}
 
 LIMITS = {
     "width": (16, 2048),
@@ -135,6 +144,11 @@ def normalise_settings(raw: ClipSettings | dict[str, Any]) -> tuple[ClipSettings
         value = data.get(name, getattr(defaults, name))
         if name == "lora_weights":
             out[name] = _lora_weights(value)
+            continue
+        if name == "end_frame_mask":
+            if value not in END_FRAME_MASKS:
+                raise SettingsError(f"end_frame_mask must be one of {', '.join(END_FRAME_MASKS)}, got {str(value)[:40]!r}.")
+            out[name] = value
             continue
         if name == "guidance_2" and value in (None, ""):
             out[name] = None

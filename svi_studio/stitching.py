@@ -64,17 +64,9 @@ def stitch(clips: Sequence[np.ndarray], rule: StitchRule) -> np.ndarray:
 
 def film_timeline(frame_counts: Sequence[int], rule: StitchRule, fps: float) -> list[dict[str, float]]:
     """Per clip: first and last film frame and the seconds it covers in the film."""
-    timeline, cursor = [], 0
-    for index, count in enumerate(frame_counts):
-        start, end = kept_range(index, len(frame_counts), count, rule)
-        kept = end - start
-        timeline.append(
-            {
-                "first_frame": cursor,
-                "frames": kept,
-                "start_s": round(cursor / fps, 4),
-                "end_s": round((cursor + kept) / fps, 4),
-            }
-        )
-        cursor += kept
-    return timeline
+    from .timeline import film_positions
+
+    kept = [end - start for start, end in (kept_range(i, len(frame_counts), n, rule) for i, n in enumerate(frame_counts))]
+    return [{"first_frame": first, "frames": length, "start_s": round(first / fps, 4),
+             "end_s": round((first + length) / fps, 4)}
+            for first, length in zip(film_positions(kept), kept)]

@@ -84,3 +84,38 @@ def tiny_engine():
     from svi_studio.engines import load_engine
 
     return load_engine("tiny")
+
+
+# -- browser tests (tests/browser): skipped where Debian's chromium is missing --------------------
+
+
+def pytest_collection_modifyitems(items):
+    if os.path.exists(CHROMIUM):
+        return
+    skip = pytest.mark.skip(reason=f"{CHROMIUM} is not installed (apt-get install chromium); "
+                                   "browser tests never download a browser")
+    for item in items:
+        if "browser" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="module")
+def studio_app(tmp_path_factory):
+    """(url, demo): one app per test module, on the tiny engine, up to 6 shots."""
+    pytest.importorskip("playwright.sync_api")
+    with serve_app("tiny", tmp_path_factory.mktemp("svi-browser-data"), max_shots=6) as app:
+        yield app
+
+
+@pytest.fixture(scope="module")
+def studio_url(studio_app):
+    return studio_app[0]
+
+
+@pytest.fixture
+def page(studio_url):
+    """A Chromium page on the module's app (tests/browser/studio_page.py)."""
+    from studio_page import open_page
+
+    with open_page(studio_url) as page:
+        yield page

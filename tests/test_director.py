@@ -43,9 +43,16 @@ class CountingEngine(Engine):
     def encode_anchor(self, image, settings):
         return self.inner.encode_anchor(image, settings)
 
-    def generate_clip(self, anchor, motion_in, prompt, negative_prompt, seed, settings, on_step=None, cancel=None):
-        self.calls.append({"prompt": prompt, "seed": seed, "motion_in": motion_in})
-        return self.inner.generate_clip(anchor, motion_in, prompt, negative_prompt, seed, settings, on_step, cancel)
+    @property
+    def accepts(self):
+        return self.inner.accepts
+
+    def used_settings(self, settings, conditions=frozenset()):
+        return self.inner.used_settings(settings, conditions)
+
+    def generate_clip(self, request, on_step=None, cancel=None):
+        self.calls.append({"prompt": request.prompt, "seed": request.seed, "motion_in": request.motion_in})
+        return self.inner.generate_clip(request, on_step, cancel)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from svi_studio.engines import Cancelled, EngineError, load_engine
 from svi_studio.engines.draft import DraftEngine
 from svi_studio.motion import CAMERA, LATENT_TAIL, MotionState
 from svi_studio.stitching import StitchRule
+from svi_studio.engines.request import ClipRequest
 
 WIDTH, HEIGHT = 256, 160
 
@@ -46,7 +47,7 @@ def anchor(engine, clip_settings):
 
 
 def render(engine, anchor, settings, prompt, seed=0, motion_in=None, **kwargs):
-    return engine.generate_clip(anchor, motion_in, prompt, "", seed, settings, **kwargs)
+    return engine.generate_clip(ClipRequest(anchor, motion_in, prompt, "", seed, settings), **kwargs)
 
 
 # -- measuring motion on frames --------------------------------------------------------------

@@ -22,6 +22,7 @@ from svi_studio.engines.live_preview import (
     project_latents,
     strip_indices,
 )
+from svi_studio.engines.request import ClipRequest
 from svi_studio.engines.schedulers import WanFlowMatchEulerScheduler
 from svi_studio.engines.wan import tiny_settings
 
@@ -157,8 +158,8 @@ def test_tiny_engine_previews_every_step_and_leaves_the_clip_bit_identical(tiny_
     previews: list[LivePreview] = []
     callback = PreviewingStepCallback(on_preview=previews.append, on_step=lambda s, n: steps_seen.append((s, n)),
                                       budget=None, strip=None)
-    with_preview = tiny_engine.generate_clip(anchor, None, "a red fox runs", "", 5, settings, on_step=callback)
-    plain = tiny_engine.generate_clip(anchor, None, "a red fox runs", "", 5, settings)
+    with_preview = tiny_engine.generate_clip(ClipRequest(anchor, None, "a red fox runs", "", 5, settings), on_step=callback)
+    plain = tiny_engine.generate_clip(ClipRequest(anchor, None, "a red fox runs", "", 5, settings))
 
     assert steps_seen == [(1, 3), (2, 3), (3, 3)]  # the plain on_step still gets every step
     assert [(p.step, p.total_steps, p.source) for p in previews] == [(1, 3, "x0"), (2, 3, "x0"), (3, 3, "x0")]
@@ -180,8 +181,8 @@ def test_draft_previews_are_the_clips_own_frames(reference_image):
     anchor = engine.encode_anchor(reference_image, settings)
     previews: list[LivePreview] = []
     callback = PreviewingStepCallback(on_preview=previews.append, budget=None, strip=3)
-    clip = engine.generate_clip(anchor, None, "slow push in", "", 4, settings, on_step=callback)
-    plain = engine.generate_clip(anchor, None, "slow push in", "", 4, settings)
+    clip = engine.generate_clip(ClipRequest(anchor, None, "slow push in", "", 4, settings), on_step=callback)
+    plain = engine.generate_clip(ClipRequest(anchor, None, "slow push in", "", 4, settings))
 
     chunks = -(-settings.num_frames // CHUNK_FRAMES)
     assert [p.step for p in previews] == list(range(1, chunks + 1))

@@ -19,6 +19,7 @@ from safetensors.torch import save_file
 from svi_studio.engines import load_engine
 from svi_studio.engines.loras import LoraError, LoraSpec, LoraStack
 from svi_studio.engines.wan import tiny_settings
+from svi_studio.engines.request import ClipRequest
 
 RANK = 4
 FORMATS = ("diffsynth", "pipe_dit", "wan_alpha", "kohya", "diffusers")
@@ -187,7 +188,7 @@ def test_weights_change_between_clips_without_reloading(tmp_path, reference_imag
     engine = load_engine("tiny")
     settings = tiny_settings(engine, num_frames=9)
     anchor = engine.encode_anchor(reference_image, settings)
-    base = engine.generate_clip(anchor, None, "rain", "", 5, settings)
+    base = engine.generate_clip(ClipRequest(anchor, None, "rain", "", 5, settings))
     path = write(tmp_path, "svi.safetensors", lora_state_dict("diffsynth", lora_matrices(seed=5)))
     engine.loras.add(LoraSpec(name="svi", path=path))
 
@@ -195,13 +196,13 @@ def test_weights_change_between_clips_without_reloading(tmp_path, reference_imag
         raise AssertionError("the LoRA was loaded again")
 
     monkeypatch.setattr(engine.pipe, "load_lora_weights", no_reload)
-    clips = {w: engine.generate_clip(anchor, None, "rain", "", 5, settings.merged({"lora_weights": {"svi": w}}))
+    clips = {w: engine.generate_clip(ClipRequest(anchor, None, "rain", "", 5, settings.merged({"lora_weights": {"svi": w}})))
              for w in (1.0, 0.0, 0.5)}
     assert torch.equal(clips[0.0].latents, base.latents) and (clips[0.0].frames == base.frames).all()
     assert not torch.equal(clips[1.0].latents, base.latents)
     assert not torch.equal(clips[0.5].latents, clips[1.0].latents)
     assert not torch.equal(clips[0.5].latents, base.latents)
-    again = engine.generate_clip(anchor, None, "rain", "", 5, settings.merged({"lora_weights": {"svi": 1.0}}))
+    again = engine.generate_clip(ClipRequest(anchor, None, "rain", "", 5, settings.merged({"lora_weights": {"svi": 1.0}})))
     assert torch.equal(again.latents, clips[1.0].latents)
     assert clips[1.0].info["loras"][0]["file"] == "svi.safetensors"
 
@@ -236,8 +237,8 @@ def test_fused_matches_unfused(tmp_path, reference_image):
     anchor = fused.encode_anchor(reference_image, settings)
     for weights in ({}, {"style": 0.3}):
         s = settings.merged({"lora_weights": weights})
-        a = fused.generate_clip(anchor, None, "dust", "", 9, s)
-        b = plain.generate_clip(anchor, None, "dust", "", 9, s)
+        a = fused.generate_clip(ClipRequest(anchor, None, "dust", "", 9, s))
+        b = plain.generate_clip(ClipRequest(anchor, None, "dust", "", 9, s))
         torch.testing.assert_close(a.latents, b.latents, atol=1e-4, rtol=1e-4)
     assert fused.loras._fused and not plain.loras._fused
 
@@ -336,10 +337,10 @@ def test_a_style_lora_only_reaches_clips_that_name_it(tmp_path, reference_image)
     engine = load_engine("tiny")
     settings = tiny_settings(engine, num_frames=9)
     anchor = engine.encode_anchor(reference_image, settings)
-    base = engine.generate_clip(anchor, None, "rain", "", 5, settings)
+    base = engine.generate_clip(ClipRequest(anchor, None, "rain", "", 5, settings))
     path = write(tmp_path, "style.safetensors", lora_state_dict("diffsynth", lora_matrices(seed=8)))
     engine.loras.add(LoraSpec(name="someones_style", path=path, role="style"))
-    other_session = engine.generate_clip(anchor, None, "rain", "", 5, settings)
+    other_session = engine.generate_clip(ClipRequest(anchor, None, "rain", "", 5, settings))
     assert torch.equal(other_session.latents, base.latents)
-    owner = engine.generate_clip(anchor, None, "rain", "", 5, settings.merged({"lora_weights": {"someones_style": 1.0}}))
+    owner = engine.generate_clip(ClipRequest(anchor, None, "rain", "", 5, settings.merged({"lora_weights": {"someones_style": 1.0}})))
     assert not torch.equal(owner.latents, base.latents)

@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 from svi_studio.engines import load_engine
 from svi_studio.engines.loras import LoraError, LoraSpec
 from svi_studio.engines.presets import PresetError, load_preset
+from svi_studio.engines.request import ClipRequest
 from svi_studio.engines.speed import SWITCHES, SpeedError, SpeedOptions, parse_cache
 from svi_studio.engines.wan import load_wan_engine, tiny_settings
 
@@ -31,7 +32,7 @@ OFF = {"attention": "native", "compile": None, "cache": None, "quantize": None, 
 def render(engine, reference_image, steps: int = 2, weights: dict | None = None):
     settings = tiny_settings(engine, num_frames=9, steps=steps).merged({"lora_weights": weights or {}})
     anchor = engine.encode_anchor(reference_image, settings)
-    return engine.generate_clip(anchor, None, "rain on the sea", "", 5, settings)
+    return engine.generate_clip(ClipRequest(anchor, None, "rain on the sea", "", 5, settings))
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +100,7 @@ def test_a_cancelled_clip_leaves_no_cache_state_behind(reference_image):
     settings = tiny_settings(engine, num_frames=9, steps=4)
     anchor = engine.encode_anchor(reference_image, settings)
     with pytest.raises(Cancelled):
-        engine.generate_clip(anchor, None, "another prompt", "", 9, settings, cancel=CancelAtStep2())
+        engine.generate_clip(ClipRequest(anchor, None, "another prompt", "", 9, settings), cancel=CancelAtStep2())
     assert torch.equal(render(engine, reference_image, 4).latents, first.latents)
 
 

@@ -19,6 +19,7 @@ from PIL import Image
 from svi_studio.engines import load_engine
 from svi_studio.engines.presets import load_preset
 from svi_studio.engines.wan import load_wan_engine, make_scheduler, tiny_settings
+from svi_studio.engines.request import ClipRequest
 
 FRAMES = 21  # 6 latent frames: room for anchor + 3 motion latents + zeros
 
@@ -103,7 +104,7 @@ def pro_clip1(tiny_engine, reference_image):
     settings = tiny_settings(tiny_engine, num_frames=FRAMES)
     anchor = tiny_engine.encode_anchor(reference_image, settings)
     with transformer_inputs(tiny_engine.pipe) as calls:
-        clip = tiny_engine.generate_clip(anchor, None, "a red fox runs", "", 11, settings)
+        clip = tiny_engine.generate_clip(ClipRequest(anchor, None, "a red fox runs", "", 11, settings))
     return settings, anchor, clip, calls
 
 
@@ -144,7 +145,7 @@ def test_pro_clip2_condition_is_anchor_motion_tail_zeros(tiny_engine, pro_clip1,
     settings, anchor, clip1, _ = pro_clip1
     settings = tiny_settings(tiny_engine, num_frames=FRAMES, num_motion_latents=m)
     with transformer_inputs(tiny_engine.pipe) as calls:
-        clip2 = tiny_engine.generate_clip(anchor, clip1.motion_out, "a red fox runs", "", 12, settings)
+        clip2 = tiny_engine.generate_clip(ClipRequest(anchor, clip1.motion_out, "a red fox runs", "", 12, settings))
     assert calls
     tail = clip1.latents[:, :, -m:]  # the previous clip's denoised, normalised latents
     for call in calls:
@@ -167,7 +168,7 @@ def test_pro_motion_from_another_engine_kind_is_refused(tiny_engine, pro_clip1):
     settings, anchor, _, _ = pro_clip1
     foreign = MotionState(PIXEL_TAIL, {"motion_frames": torch.zeros(5, 64, 112, 3, dtype=torch.uint8)})
     with pytest.raises(EngineError):
-        tiny_engine.generate_clip(anchor, foreign, "x", "", 1, settings)
+        tiny_engine.generate_clip(ClipRequest(anchor, foreign, "x", "", 1, settings))
 
 
 # -- SVI Film / Shot (pixel mode, with CLIP) --------------------------------------------------
@@ -183,9 +184,9 @@ def test_pixel_mode_condition_and_clip_input(reference_image, preset, count):
     padding = reference if preset == "tiny-shot" else None
 
     with transformer_inputs(pipe) as calls1, clip_inputs(pipe) as clip_seen1:
-        clip1 = engine.generate_clip(anchor, None, "a lighthouse at dusk", "", 3, settings)
+        clip1 = engine.generate_clip(ClipRequest(anchor, None, "a lighthouse at dusk", "", 3, settings))
     with transformer_inputs(pipe) as calls2, clip_inputs(pipe) as clip_seen2:
-        clip2 = engine.generate_clip(anchor, clip1.motion_out, "a lighthouse at dusk", "", 4, settings)
+        clip2 = engine.generate_clip(ClipRequest(anchor, clip1.motion_out, "a lighthouse at dusk", "", 4, settings))
     assert calls1 and calls2 and clip2.frames.shape == (FRAMES, 64, 112, 3)
 
     # the motion state holds clip 1's last decoded frames as uint8
@@ -224,18 +225,18 @@ def test_pixel_mode_condition_and_clip_input(reference_image, preset, count):
 def test_same_seed_same_clip_other_seed_other_clip(tiny_engine, reference_image):
     settings = tiny_settings(tiny_engine, num_frames=17)
     anchor = tiny_engine.encode_anchor(reference_image, settings)
-    a = tiny_engine.generate_clip(anchor, None, "waves", "", 2024, settings)
-    b = tiny_engine.generate_clip(anchor, None, "waves", "", 2024, settings)
-    c = tiny_engine.generate_clip(anchor, None, "waves", "", 2025, settings)
+    a = tiny_engine.generate_clip(ClipRequest(anchor, None, "waves", "", 2024, settings))
+    b = tiny_engine.generate_clip(ClipRequest(anchor, None, "waves", "", 2024, settings))
+    c = tiny_engine.generate_clip(ClipRequest(anchor, None, "waves", "", 2025, settings))
     assert np.array_equal(a.frames, b.frames) and torch.equal(a.latents, b.latents)
     assert a.motion_out.equals(b.motion_out)
     assert not torch.equal(a.latents, c.latents) and not np.array_equal(a.frames, c.frames)
     # continuing from equal motion with equal seeds is deterministic too
-    a2 = tiny_engine.generate_clip(anchor, a.motion_out, "waves", "", 7, settings)
-    b2 = tiny_engine.generate_clip(anchor, b.motion_out, "waves", "", 7, settings)
+    a2 = tiny_engine.generate_clip(ClipRequest(anchor, a.motion_out, "waves", "", 7, settings))
+    b2 = tiny_engine.generate_clip(ClipRequest(anchor, b.motion_out, "waves", "", 7, settings))
     assert torch.equal(a2.latents, b2.latents)
     # the largest seed validate_seed allows is usable
-    top = tiny_engine.generate_clip(anchor, None, "waves", "", 2**64 - 1, settings)
+    top = tiny_engine.generate_clip(ClipRequest(anchor, None, "waves", "", 2**64 - 1, settings))
     assert top.frames.shape == (17, 64, 112, 3)
 
 
@@ -258,12 +259,12 @@ def test_two_experts_switch_at_boundary(reference_image):
     settings = tiny_settings(engine, num_frames=9, steps=4, flow_shift=5.0, boundary_ratio=0.875)
     anchor = engine.encode_anchor(reference_image, settings)
     with transformer_inputs(engine.pipe) as calls:
-        engine.generate_clip(anchor, None, "x", "", 1, settings)
+        engine.generate_clip(ClipRequest(anchor, None, "x", "", 1, settings))
     seen = [(call["expert"], round(float(call["timestep"][0]), 1)) for call in calls]
     assert seen == [("transformer", 1000.0), ("transformer", 937.5), ("transformer_2", 833.3), ("transformer_2", 625.0)]
     # a flow shift change between clips keeps Wan's spacing
     with transformer_inputs(engine.pipe) as calls:
-        engine.generate_clip(anchor, None, "x", "", 1, tiny_settings(engine, num_frames=9, steps=4, flow_shift=1.0))
+        engine.generate_clip(ClipRequest(anchor, None, "x", "", 1, tiny_settings(engine, num_frames=9, steps=4, flow_shift=1.0)))
     assert [round(float(c["timestep"][0]), 1) for c in calls] == [1000.0, 750.0, 500.0, 250.0]
 
 
@@ -289,7 +290,7 @@ def test_loader_keeps_vae_and_clip_float32_and_bf16_clips_run(tmp_path, referenc
     settings = tiny_settings(engine, num_frames=9, steps=2)
     anchor = engine.encode_anchor(reference_image, settings)
     with transformer_inputs(pipe) as calls:
-        clip = engine.generate_clip(anchor, None, "snow", "", 1, settings)
+        clip = engine.generate_clip(ClipRequest(anchor, None, "snow", "", 1, settings))
     assert clip.frames.shape == (9, 64, 112, 3) and clip.latents.dtype == torch.float32
     assert all(call["hidden"].dtype == torch.bfloat16 for call in calls)
     if mode == "pro":

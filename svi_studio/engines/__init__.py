@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from .base import Anchor, Cancelled, Clip, Engine, EngineError, OutOfMemory  # noqa: F401
+from .request import ClipRequest  # noqa: F401
 
 DEFAULT_GPU_PRESET = "wan2.2-svi-pro"
 

@@ -1,9 +1,14 @@
 """The engine interface every engine implements (wan, tiny, draft).
 
-An engine turns (anchor, incoming motion state, prompt, seed, settings) into one
-clip. It encodes the reference once into an `Anchor`, and hands each clip's
-outgoing `MotionState` to the next clip. Director, project store, UI and export
-only ever talk to this interface.
+An engine turns a `ClipRequest` (anchor, incoming motion state, prompt, seed, settings,
+per-shot conditions) into one clip. It encodes the reference once into an `Anchor`, and
+hands each clip's outgoing `MotionState` to the next clip. Director, project store, UI
+and export only ever talk to this interface.
+
+Each engine says what it uses: `accepts` (the condition names it honours) and
+`used_settings(settings)` (the ClipSettings fields that change its output). A take's
+recipe covers exactly those, so changing something an engine ignores never makes a
+take stale, and a condition it cannot honour is refused before anything renders.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ import torch
 from PIL import Image
 
 from ..motion import MotionState
-from ..settings import ClipSettings
+from ..settings import CONDITION_SETTINGS, ClipSettings
 from ..stitching import StitchRule
+from ..errors import UserError
+from .request import ClipRequest
 
 # on_step(step, total_steps): called after every denoising step (1-based step).
 StepCallback = Callable[[int, int], None]
@@ -32,7 +39,7 @@ class Cancelled(Exception):
     """Raised inside generate_clip when the cancel token is set between steps."""
 
 
-class EngineError(RuntimeError):
+class EngineError(UserError, RuntimeError):
     """An engine failure the user can act on (the message says how)."""
 
 
@@ -98,27 +105,31 @@ class Engine(ABC):
     def encode_anchor(self, image: Image.Image, settings: ClipSettings) -> Anchor:
         """Encode the reference image once, at settings.width × settings.height."""
 
-    @abstractmethod
-    def generate_clip(
-        self,
-        anchor: Anchor,
-        motion_in: MotionState | None,
-        prompt: str,
-        negative_prompt: str,
-        seed: int,
-        settings: ClipSettings,
-        on_step: StepCallback | None = None,
-        cancel: CancelToken | None = None,
-    ) -> Clip:
-        """Render one clip. motion_in is None for the first clip of a film.
+    #: the per-shot conditions (request.CONDITION_ROLES) this engine honours.
+    accepts: frozenset[str] = frozenset()
 
-        Deterministic: equal inputs and seed on the same device give identical frames.
+    def used_settings(self, settings: ClipSettings, conditions: frozenset[str] = frozenset()) -> frozenset[str]:
+        """The ClipSettings fields that change this engine's clips for a shot with these
+        conditions: all of them, except a condition's own settings when the shot lacks it."""
+        return settings_for_conditions(settings, conditions)
+
+    @abstractmethod
+    def generate_clip(self, request: ClipRequest, on_step: StepCallback | None = None,
+                      cancel: CancelToken | None = None) -> Clip:
+        """Render one clip. request.motion_in is None for the first clip of a film.
+
+        Deterministic: equal requests on the same device give identical frames.
         Calls on_step after every step; raises Cancelled if cancel.is_set() between steps.
         """
 
     def describe(self) -> dict[str, Any]:
         """What to store with a take about the engine that made it."""
         return {"engine": self.name, "preset": self.preset_id, "label": self.label, "is_draft": self.is_draft}
+
+
+def settings_for_conditions(settings: ClipSettings, conditions: frozenset[str]) -> frozenset[str]:
+    """Every ClipSettings field, less those that belong to a condition not in `conditions`."""
+    return frozenset(name for name in settings.to_dict() if CONDITION_SETTINGS.get(name) in (None, *conditions))
 
 
 def resize_to_fill(image: Image.Image, width: int, height: int) -> Image.Image:

@@ -25,6 +25,7 @@ from PIL import Image, ImageDraw, ImageFont
 from ..motion import CAMERA, MotionState
 from ..settings import ClipSettings, validate_seed
 from ..stitching import StitchRule
+from .request import ANCHOR_IMAGE, END_IMAGE, POSE_VIDEO, ClipRequest
 from .base import Anchor, Cancelled, CancelToken, Clip, Engine, EngineError, StepCallback, resize_to_fill
 from .camera import CameraPlan, TakeVariation, clamp_pose, crop_box, parse_camera, plan_camera
 from .live_preview import LivePreviewer
@@ -35,6 +36,7 @@ SOURCE_SCALE = 1.25
 #: frames rendered between progress callbacks and cancel checks.
 CHUNK_FRAMES = 8
 UNDRAWABLE_CATEGORIES = {"So", "Sk", "Cs", "Co", "Cn", "Cc", "Cf"}  # pictographs, private use, controls
+POSE_THRESHOLD = 32  # a pose video pixel brighter than this is part of the skeleton, darker is background
 CAPTION_BOX_ALPHA = 150  # 0..255 opacity of the dark box behind caption and tag
 VELOCITY_UNITS = "per frame: d ln(zoom), d center_x, d center_y"
 POSE_UNITS = "zoom, center_x, center_y (normalised image coordinates)"
@@ -79,29 +81,33 @@ class DraftEngine(Engine):
         return Anchor(image=fitted, width=width, height=height,
                       tensors={"source": torch.from_numpy(np.array(source, dtype=np.uint8))})
 
-    def generate_clip(
-        self,
-        anchor: Anchor,
-        motion_in: MotionState | None,
-        prompt: str,
-        negative_prompt: str,
-        seed: int,
-        settings: ClipSettings,
-        on_step: StepCallback | None = None,
-        cancel: CancelToken | None = None,
-    ) -> Clip:
+    accepts = frozenset({ANCHOR_IMAGE, END_IMAGE, POSE_VIDEO})
+
+    def used_settings(self, settings: ClipSettings, conditions: frozenset[str] = frozenset()) -> frozenset[str]:
+        """Only the frame size, count and rate: there is no sampler, guidance or LoRA."""
+        return frozenset({"width", "height", "num_frames", "fps"})
+
+    def generate_clip(self, request: ClipRequest, on_step: StepCallback | None = None,
+                      cancel: CancelToken | None = None) -> Clip:
         """Render the clip: frames (T, H, W, 3) uint8, T = settings.num_frames.
 
         on_step(chunk, chunks) after every CHUNK_FRAMES frames; cancel is checked before
-        each chunk. negative_prompt is ignored (there is nothing to steer away from).
+        each chunk. The negative prompt is ignored (there is nothing to steer away from).
+        A shot's own anchor image arrives as `request.anchor`: the camera carries on from
+        the previous clip's pose, over the new picture (a cut to it). An end image is
+        dissolved in over the last second, so the last frame is the end image. A pose
+        video's skeleton is drawn over the frames, so a dance shot can be blocked out.
         """
+        anchor, settings, prompt = request.anchor, request.settings, request.prompt
         if cancel is not None and cancel.is_set():
             raise Cancelled()
         if (anchor.width, anchor.height) != (settings.width, settings.height):
             raise EngineError("the anchor was encoded at another resolution; encode the reference again.")
-        plan, note = self.plan_camera(prompt, seed, settings, motion_in)
+        plan, note = self.plan_camera(prompt, request.seed, settings, request.motion_in)
         source = anchor_source(anchor)
         overlays = self.overlays(prompt, settings.width, settings.height)
+        end_image, end_alpha = end_dissolve(request.condition(END_IMAGE), settings)
+        pose = request.condition(POSE_VIDEO)  # (T, H, W, 3) uint8 skeletons on black, or None
 
         frames = np.empty((settings.num_frames, settings.height, settings.width, 3), dtype=np.uint8)
         previewer = LivePreviewer.for_callback(on_step)  # live previews: a strip of the frames so far
@@ -111,6 +117,10 @@ class DraftEngine(Engine):
                 raise Cancelled()
             end = min(start + CHUNK_FRAMES, settings.num_frames)
             render_poses(source, plan.poses[start:end], frames[start:end])
+            if end_image is not None:
+                blend_towards(frames[start:end], end_image, end_alpha[start:end])
+            if pose is not None:
+                draw_pose(frames[start:end], pose[start:end])
             for overlay in overlays:
                 overlay.apply(frames[start:end])
             if on_step is not None:
@@ -206,6 +216,34 @@ def render_poses(source: Image.Image, poses: np.ndarray, out: np.ndarray) -> Non
             continue
         out[index] = np.asarray(source.resize((width, height), Image.Resampling.BILINEAR, box=box))
         previous_box = box
+
+
+# -- end frame -------------------------------------------------------------------------------
+
+
+def end_dissolve(image: Image.Image | None, settings: ClipSettings) -> tuple[np.ndarray | None, np.ndarray]:
+    """(the end image filled to the clip size (H, W, 3) uint8, alpha (T,) per frame): alpha
+    rises linearly over the last second (at most T - 1 frames) and is 1 on the last frame."""
+    alpha = np.zeros(settings.num_frames, dtype=np.float32)
+    if image is None:
+        return None, alpha
+    count = max(1, min(round(settings.fps), settings.num_frames - 1))
+    alpha[-count:] = np.arange(1, count + 1, dtype=np.float32) / count
+    return np.asarray(resize_to_fill(image, settings.width, settings.height), dtype=np.uint8), alpha
+
+
+def blend_towards(frames: np.ndarray, target: np.ndarray, alpha: np.ndarray) -> None:
+    """frames (N, H, W, 3) uint8 ← (1 - alpha) · frames + alpha · target, in place, per frame."""
+    for index in np.flatnonzero(alpha):
+        weight = float(alpha[index])
+        mixed = frames[index].astype(np.float32) * (1.0 - weight) + target.astype(np.float32) * weight
+        frames[index] = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+
+
+def draw_pose(frames: np.ndarray, pose: np.ndarray) -> None:
+    """Draw the skeleton pixels of pose (N, H, W, 3) uint8 (lines on black) over frames, in place."""
+    lines = pose.max(axis=-1) > POSE_THRESHOLD
+    frames[lines] = pose[lines]
 
 
 # -- caption and tag -------------------------------------------------------------------------

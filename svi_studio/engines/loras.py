@@ -38,13 +38,15 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from ..errors import UserError
+
 logger = logging.getLogger(__name__)
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
 TARGETS = ("high", "low", "both")
 
 
-class LoraError(ValueError):
+class LoraError(UserError, ValueError):
     """A LoRA file that cannot be used; the message names the file and says why."""
 
 
@@ -82,7 +84,14 @@ def _sniff(head: bytes) -> str:
 
 
 def read_lora_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """Load a LoRA state dict from a .safetensors file, refusing anything else.
+    """Load a LoRA state dict from a .safetensors file, refusing anything else."""
+    state_dict = read_safetensors(path)
+    check_lora_tensors(state_dict, Path(path).name)
+    return state_dict
+
+
+def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a .safetensors weights file; pickle formats and damaged files are refused.
 
     safetensors is tried first on every file (it never runs code); the first bytes are looked at
     only to word the error when it fails, so no valid file is refused for how its header starts.
@@ -111,12 +120,16 @@ def read_lora_file(path: str | Path) -> dict[str, torch.Tensor]:
                         "Download it again.") from None
     if not state_dict:
         raise LoraError(f"{label}: the file holds no tensors.")
+    return state_dict
+
+
+def check_lora_tensors(state_dict: dict[str, torch.Tensor], label: str) -> None:
+    """LoraError unless every tensor is a finite floating-point LoRA matrix."""
     for key, tensor in state_dict.items():
         if not tensor.is_floating_point():
             raise LoraError(f"{label}: {key} holds {tensor.dtype} values; a LoRA holds floating-point matrices.")
         if not torch.isfinite(tensor).all():
             raise LoraError(f"{label}: {key} contains NaN or infinite values; the file is damaged.")
-    return state_dict
 
 
 # -- key names --------------------------------------------------------------------------------
@@ -388,9 +401,11 @@ class LoraStack:
             "both": [("transformer", self.pipe.transformer), ("transformer_2", self.pipe.transformer_2)],
         }[target]
 
-    def add(self, spec: LoraSpec) -> str | None:
+    def add(self, spec: LoraSpec, state_dict: dict[str, torch.Tensor] | None = None) -> str | None:
         """Read, sort, check and load one LoRA file as adapter `spec.name`.
 
+        state_dict: the LoRA tensors when the caller read the file itself (the LoRA part of
+        an SVI-Dance file); they are checked like a file's.
         Returns a note for the user when some keys had no target (also kept in `notes`), else None.
         Raises LoraError when the file is unusable or nothing in it applies to this model.
         """
@@ -401,7 +416,10 @@ class LoraStack:
         if not re.fullmatch(r"[A-Za-z0-9_\-]+", spec.name):
             raise LoraError(f"LoRA name {spec.name!r}: use letters, digits, '-' and '_' only.")
         label = Path(spec.path).name
-        state_dict = read_lora_file(spec.path)
+        if state_dict is None:
+            state_dict = read_lora_file(spec.path)
+        else:
+            check_lora_tensors(state_dict, label)
 
         # 1. Plan every expert first, so a refusal leaves the pipeline untouched.
         plans = [(attribute, plan_lora(transformer, state_dict, label)) for attribute, transformer in self.experts(spec.target)]

@@ -15,15 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from ..settings import ClipSettings
+from ..errors import UserError
 from .schedulers import SCHEDULERS
 from .speed import SpeedError, SpeedOptions
 
 PRESET_DIR = Path(__file__).resolve().parents[2] / "presets" / "models"
 OFFLOAD_POLICIES = ("none", "model", "group", "sequential")
-SVI_MODES = ("pro", "film", "shot")
+SVI_MODES = ("pro", "film", "shot", "dance")
 
 
-class PresetError(ValueError):
+class PresetError(UserError, ValueError):
     """A preset file that cannot be used."""
 
 

@@ -19,6 +19,18 @@ SVI Film / Shot (pixel mode, Wan2.1-I2V-14B-480P with CLIP):
 
 In both modes the mask is 1 on latent frame 0 (all 4 mask channels) and 0 elsewhere,
 so the transformer input is cat([noise (16), mask (4), condition (16)]) = 36 channels.
+
+End frame (first/last-frame layout, DESIGN.md "Per-shot conditions"):
+    latent mode: end_latent (1, 16, 1, h, w), the end image VAE-encoded on its own and
+                 normalised, replaces the last latent frame of the condition; the mask
+                 there is [1, 1, 1, 1] (end_mask "all") or [0, 0, 0, 1] ("last"). The
+                 engine drops that locked frame from the denoised latents.
+    pixel mode:  diffusers' own `last_image` argument: the end image is the last frame of
+                 the condition video, the mask's last latent frame is [0, 0, 0, 1] (as in
+                 diffusers). CLIP sees the first frame only: diffusers would encode
+                 [first, end] for CLIP, which only Wan2.1-FLF2V's transformer (with its
+                 image position embedding) can take; the I2V-14B-480P model SVI is
+                 trained on takes one image.
 """
 
 from __future__ import annotations
@@ -44,6 +56,8 @@ class SVICondition:
     motion_latents: torch.Tensor | None = None
     motion_frames: torch.Tensor | None = None
     padding_frame: torch.Tensor | None = None  # (3, H, W) in [-1, 1]; None pads with zeros
+    end_latent: torch.Tensor | None = None  # (1, 16, 1, h, w) normalised; latent mode's end frame
+    end_mask: str = "all"  # "all": mask [1,1,1,1] on the end frame; "last": [0,0,0,1]
 
 
 class SVIWanImageToVideoPipeline(WanImageToVideoPipeline):
@@ -63,6 +77,14 @@ class SVIWanImageToVideoPipeline(WanImageToVideoPipeline):
             return super().__call__(*args, **kwargs)
         finally:
             self._svi_condition = None
+
+    def encode_image(self, image, device=None):
+        """CLIP hidden states of the conditioning image. Given [first, end] (diffusers' last_image
+        path) on a transformer without FLF2V's image position embedding, only the first is encoded."""
+        embedder = getattr(getattr(self.transformer, "condition_embedder", None), "image_embedder", None)
+        if isinstance(image, (list, tuple)) and len(image) == 2 and getattr(embedder, "pos_embed", None) is None:
+            image = image[0]
+        return super().encode_image(image, device)
 
     # -- latents ---------------------------------------------------------------------------
 
@@ -124,8 +146,10 @@ class SVIWanImageToVideoPipeline(WanImageToVideoPipeline):
                 image, batch_size, num_channels_latents, height, width, num_frames,
                 dtype, device, generator, latents, last_image,
             )
-        if last_image is not None or self.config.expand_timesteps:
-            raise ValueError("SVI conditioning supports neither last_image nor Wan2.2 TI2V-5B.")
+        if self.config.expand_timesteps:
+            raise ValueError("SVI conditioning does not support Wan2.2 TI2V-5B.")
+        if last_image is not None and condition.mode != PIXEL_MODE:
+            raise ValueError("in latent mode the end frame comes as SVICondition.end_latent, not last_image.")
 
         # 1. Noise, drawn exactly as diffusers draws it (so seeds mean the same thing).
         num_latent_frames = (num_frames - 1) // self.vae_scale_factor_temporal + 1
@@ -141,13 +165,20 @@ class SVIWanImageToVideoPipeline(WanImageToVideoPipeline):
         if condition.mode == LATENT_MODE:
             condition_latent = self._latent_mode_condition(condition, shape, device, dtype)
         elif condition.mode == PIXEL_MODE:
-            condition_latent = self._pixel_mode_condition(condition, num_frames, height, width).to(device, dtype)
+            condition_latent = self._pixel_mode_condition(condition, num_frames, height, width, last_image).to(device, dtype)
         else:
             raise ValueError(f"unknown SVI mode {condition.mode!r}")
         condition_latent = condition_latent.repeat(batch_size, 1, 1, 1, 1)
 
         # 3. Mask, then y = cat([mask (4), condition (16)]).
         mask = self.first_frame_mask(batch_size, num_latent_frames, latent_height, latent_width, device, dtype)
+        if condition.mode == LATENT_MODE and condition.end_latent is not None:
+            if condition.end_mask == "all":
+                mask[:, :, -1] = 1
+            else:
+                mask[:, -1, -1] = 1
+        elif last_image is not None:
+            mask[:, -1, -1] = 1  # diffusers' first/last-frame mask: [0, 0, 0, 1] on the last latent frame
         return latents, torch.cat([mask, condition_latent], dim=1)
 
     def _latent_mode_condition(self, condition: SVICondition, shape, device, dtype) -> torch.Tensor:
@@ -165,21 +196,28 @@ class SVIWanImageToVideoPipeline(WanImageToVideoPipeline):
             if tuple(motion.shape[-2:]) != (latent_height, latent_width):
                 raise ValueError("motion latents come from a clip of another resolution.")
             parts.append(motion)
-        used = sum(part.shape[2] for part in parts)
+        end = []
+        if condition.end_latent is not None:
+            end = [condition.end_latent[:, :, :1].to(device, dtype)]
+            if tuple(end[0].shape[-2:]) != (latent_height, latent_width):
+                raise ValueError("the end frame latent was encoded at another resolution.")
+        used = sum(part.shape[2] for part in parts + end)
         if used > num_latent_frames:
             raise ValueError(f"{used} conditioning latent frames do not fit a clip of {num_latent_frames}.")
         parts.append(torch.zeros(1, channels, num_latent_frames - used, latent_height, latent_width, device=device, dtype=dtype))
-        return torch.cat(parts, dim=2)
+        return torch.cat(parts + end, dim=2)
 
-    def _pixel_mode_condition(self, condition: SVICondition, num_frames, height, width) -> torch.Tensor:
-        """VAE([motion frames, padding]) normalised; (1, 16, T', h, w)."""
+    def _pixel_mode_condition(self, condition: SVICondition, num_frames, height, width, last_image=None) -> torch.Tensor:
+        """VAE([motion frames, padding(, last_image)]) normalised; (1, 16, T', h, w).
+        last_image: (1, 3, H, W) in [-1, 1] (diffusers preprocesses it), the end frame."""
         motion = condition.motion_frames.float()  # (N, 3, H, W)
         if tuple(motion.shape[-2:]) != (height, width):
             raise ValueError("motion frames come from a clip of another resolution.")
-        pad_count = num_frames - motion.shape[0]
+        end = [] if last_image is None else [last_image[:1].float().to(motion.device)]
+        pad_count = num_frames - motion.shape[0] - len(end)
         if condition.padding_frame is None:
             padding = motion.new_zeros(pad_count, 3, height, width)
         else:
             padding = condition.padding_frame.float().unsqueeze(0).expand(pad_count, -1, -1, -1)
-        video = torch.cat([motion, padding], dim=0).permute(1, 0, 2, 3).unsqueeze(0)  # (1, 3, T, H, W)
+        video = torch.cat([motion, padding, *end], dim=0).permute(1, 0, 2, 3).unsqueeze(0)  # (1, 3, T, H, W)
         return self.encode_normalised(video)

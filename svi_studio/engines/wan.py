@@ -6,16 +6,20 @@ the tiny offline components (presets tiny, tiny-film, tiny-shot).
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import replace
 from typing import Any
 
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
+from diffusers.utils.torch_utils import get_module_execution_device
 from PIL import Image
 
 from ..motion import LATENT_TAIL, PIXEL_TAIL, MotionState
 from ..settings import WAN_NEGATIVE_PROMPT, ClipSettings
 from ..stitching import StitchRule, pixel_rule, svi_pro_rule
+from .dance import PoseConditioning, load_dance_file
+from .request import ANCHOR_IMAGE, END_IMAGE, POSE_VIDEO, ClipRequest
 from .base import Anchor, Cancelled, CancelToken, Clip, Engine, EngineError, OutOfMemory, StepCallback, resize_to_fill
 from .live_preview import PREVIEW_TENSOR_INPUTS, LivePreviewer
 from .loras import LoraSpec, LoraStack
@@ -25,7 +29,7 @@ from .speed import Speed, SpeedOptions, apply_speed
 from .svi_pipeline import LATENT_MODE, PIXEL_MODE, SVICondition, SVIWanImageToVideoPipeline
 
 MAX_MOTION_LATENTS = 3  # the motion state keeps the last 3 latent frames; a clip uses the last m
-MOTION_FRAMES = {"film": 5, "shot": 1}  # pixel-mode N per SVI mode
+MOTION_FRAMES = {"film": 5, "shot": 1, "dance": 1}  # pixel-mode N per SVI mode
 MAX_MOTION_FRAMES = 5
 
 
@@ -36,8 +40,11 @@ class WanEngine(Engine):
     label = "Wan + SVI"
     speed: Speed | None = None  # the speed switches applied at load (load_wan_engine)
 
-    def __init__(self, pipe: SVIWanImageToVideoPipeline, preset: ModelPreset, loras: LoraStack | None = None):
+    def __init__(self, pipe: SVIWanImageToVideoPipeline, preset: ModelPreset, loras: LoraStack | None = None,
+                 pose: PoseConditioning | None = None):
+        """pose: SVI-Dance's pose embedding on the transformer (dance presets only)."""
         self.pipe = pipe
+        self.pose = pose
         self.preset = preset
         self.preset_id = preset.id
         self.label = preset.label
@@ -84,17 +91,24 @@ class WanEngine(Engine):
             tensors={"anchor_latent": anchor_latent, "reference_frame": pixels[0].float().cpu()},
         )
 
-    def generate_clip(
-        self,
-        anchor: Anchor,
-        motion_in: MotionState | None,
-        prompt: str,
-        negative_prompt: str,
-        seed: int,
-        settings: ClipSettings,
-        on_step: StepCallback | None = None,
-        cancel: CancelToken | None = None,
-    ) -> Clip:
+    @property
+    def accepts(self) -> frozenset[str]:
+        return frozenset({ANCHOR_IMAGE, END_IMAGE} | ({POSE_VIDEO} if self.pose is not None else set()))
+
+    def used_settings(self, settings: ClipSettings, conditions: frozenset[str] = frozenset()) -> frozenset[str]:
+        """Every setting, except the second expert's on one transformer and the motion
+        latents count and end-frame mask outside SVI 2.0 Pro (pixel modes carry a fixed
+        number of frames and mark the end frame as diffusers does)."""
+        unused = {"end_frame_mask"} if self.svi_mode != "pro" else set()
+        if not self.two_experts:
+            unused |= {"guidance_2", "boundary_ratio"}
+        if self.svi_mode != "pro":
+            unused.add("num_motion_latents")
+        return super().used_settings(settings, conditions) - unused
+
+    def generate_clip(self, request: ClipRequest, on_step: StepCallback | None = None,
+                      cancel: CancelToken | None = None) -> Clip:
+        anchor, settings = request.anchor, request.settings
         if (anchor.width, anchor.height) != (settings.width, settings.height):
             raise EngineError("the anchor was encoded at another resolution; encode the reference again.")
         # 1. LoRA weights and sampler for this clip.
@@ -106,7 +120,7 @@ class WanEngine(Engine):
             self.pipe.register_to_config(boundary_ratio=settings.boundary_ratio)
 
         # 2. The SVI condition from the anchor and the incoming motion state.
-        condition, first_frame = self._condition(anchor, motion_in, settings)
+        condition, first_frame = self._condition(request)
 
         # 3. Denoise; the step callback reports progress (and live previews, if asked) and honours cancel.
         previewer = LivePreviewer.for_callback(on_step)
@@ -120,29 +134,36 @@ class WanEngine(Engine):
                 raise Cancelled()
             return {}
 
-        generator = torch.Generator("cpu").manual_seed(int(seed))
+        generator = torch.Generator("cpu").manual_seed(int(request.seed))
         kwargs: dict[str, Any] = {}
         if self.two_experts:
             kwargs["guidance_scale_2"] = settings.guidance if settings.guidance_2 is None else settings.guidance_2
+        end_image = request.condition(END_IMAGE)
+        if end_image is not None and condition.mode == PIXEL_MODE:
+            kwargs["last_image"] = resize_to_fill(end_image, settings.width, settings.height)
         if cancel is not None and cancel.is_set():
             raise Cancelled()
+        pose = self.pose.use(request.condition(POSE_VIDEO)) if self.pose is not None else nullcontext()
         try:
-            latents = self.pipe(
-                image=first_frame,
-                prompt=prompt,
-                negative_prompt=negative_prompt or WAN_NEGATIVE_PROMPT,
-                height=settings.height,
-                width=settings.width,
-                num_frames=settings.num_frames,
-                num_inference_steps=settings.steps,
-                guidance_scale=settings.guidance,
-                generator=generator,
-                output_type="latent",
-                callback_on_step_end=step_end,
-                callback_on_step_end_tensor_inputs=PREVIEW_TENSOR_INPUTS,
-                svi_condition=condition,
-                **kwargs,
-            ).frames  # (1, 16, T', h, w), denoised and normalised
+            with pose:  # SVI-Dance: the pose tokens join the patch tokens in every transformer call
+                latents = self.pipe(
+                    image=first_frame,
+                    prompt=request.prompt,
+                    negative_prompt=request.negative_prompt or WAN_NEGATIVE_PROMPT,
+                    height=settings.height,
+                    width=settings.width,
+                    num_frames=settings.num_frames,
+                    num_inference_steps=settings.steps,
+                    guidance_scale=settings.guidance,
+                    generator=generator,
+                    output_type="latent",
+                    callback_on_step_end=step_end,
+                    callback_on_step_end_tensor_inputs=PREVIEW_TENSOR_INPUTS,
+                    svi_condition=condition,
+                    **kwargs,
+                ).frames  # (1, 16, T', h, w), denoised and normalised
+                if condition.end_latent is not None:
+                    latents = latents[:, :, :-1]  # the locked end frame: neither shown nor carried on
             # 4. Decode for display; the latents themselves are what the next clip consumes.
             frames = self.pipe.decode_normalised(latents)[0].numpy()
         except torch.OutOfMemoryError as error:
@@ -178,8 +199,9 @@ class WanEngine(Engine):
         return {name: named.get(name, spec.weight if spec.role != "style" else 0.0)
                 for name, spec in self.loras.specs.items()} | named
 
-    def _condition(self, anchor: Anchor, motion_in: MotionState | None, settings: ClipSettings):
+    def _condition(self, request: ClipRequest):
         """(SVICondition, the PIL frame the pipeline — and CLIP, on Wan2.1 — sees first)."""
+        anchor, motion_in, settings = request.anchor, request.motion_in, request.settings
         if self.svi_mode == "pro":
             motion = None
             if motion_in is not None:
@@ -187,7 +209,9 @@ class WanEngine(Engine):
                     raise EngineError(f"this engine continues from a latent tail, got a {motion_in.kind!r} motion state "
                                       "(made by another engine); re-render the shot before this one.")
                 motion = motion_in.tensors["motion_latents"][:, :, -settings.num_motion_latents:]
-            condition = SVICondition(LATENT_MODE, anchor_latent=anchor.tensors["anchor_latent"], motion_latents=motion)
+            condition = SVICondition(LATENT_MODE, anchor_latent=anchor.tensors["anchor_latent"], motion_latents=motion,
+                                     end_latent=self._end_latent(request, 0 if motion is None else motion.shape[2]),
+                                     end_mask=settings.end_frame_mask)
             return condition, anchor.image
 
         count = MOTION_FRAMES[self.svi_mode]
@@ -200,10 +224,31 @@ class WanEngine(Engine):
                                   "re-render the shot before this one.")
             tail = motion_in.tensors["motion_frames"][-count:]  # (N, H, W, 3) uint8
             motion = tail.permute(0, 3, 1, 2).float() / 127.5 - 1.0
-        padding = reference if self.svi_mode == "shot" else None
+        padding = reference if self.svi_mode in ("shot", "dance") else None
         condition = SVICondition(PIXEL_MODE, motion_frames=motion, padding_frame=padding)
+        if request.condition(ANCHOR_IMAGE) is not None:
+            return condition, anchor.image  # the shot's own anchor: CLIP sees it, as it sees the reference
         first = ((motion[0].permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
         return condition, Image.fromarray(first)
+
+    @torch.no_grad()
+    def _end_latent(self, request: ClipRequest, motion_count: int) -> torch.Tensor | None:
+        """The end image VAE-encoded on its own (1, 16, 1, h, w), normalised; None without one.
+
+        It takes the clip's last latent frame, so anchor + motion + end must leave room:
+        m + 2 <= latent frames."""
+        end_image = request.condition(END_IMAGE)
+        if end_image is None:
+            return None
+        settings = request.settings
+        latent_frames = (settings.num_frames - 1) // 4 + 1
+        if motion_count + 2 > latent_frames:
+            need = 4 * (motion_count + 1) + 1
+            raise EngineError(f"an end frame needs room after the anchor and {motion_count} motion latent(s): "
+                              f"use at least {need} frames per shot (now {settings.num_frames}), or fewer motion frames.")
+        fitted = resize_to_fill(end_image, settings.width, settings.height)
+        pixels = self.pipe.video_processor.preprocess(fitted, height=settings.height, width=settings.width)
+        return self.pipe.encode_normalised(pixels.unsqueeze(2)).cpu()
 
     def _set_flow_shift(self, flow_shift: float) -> None:
         if self._flow_shift == flow_shift:
@@ -271,12 +316,19 @@ def load_wan_engine(preset: ModelPreset | str, device: str | None = None, fuse_l
     options = SpeedOptions.from_dict(preset.speed).merged({**(speed or {}), **({"fuse_loras": True} if fuse_loras else {})})
     pipe = load_pipeline(preset, device)
     stack = LoraStack(pipe, fuse=options.fuse_loras)
+    pose = PoseConditioning(pipe.transformer) if preset.svi_mode == "dance" else None
     for source in preset.loras:
-        stack.add(LoraSpec(name=source.name, path=resolve_lora_file(source), target=source.target,
-                           weight=source.weight, role=source.role))
+        spec = LoraSpec(name=source.name, path=resolve_lora_file(source), target=source.target,
+                        weight=source.weight, role=source.role)
+        if pose is not None and source.role == "svi":
+            load_dance_file(stack, pose, spec)  # its LoRA into the stack, its pose embedding into `pose`
+        else:
+            stack.add(spec)
     for spec in extra_loras or []:
         stack.add(spec)
-    engine = WanEngine(pipe, preset, stack)
+    if pose is not None:
+        pose.module.to(get_module_execution_device(pipe.transformer))
+    engine = WanEngine(pipe, preset, stack, pose)
     engine.speed = apply_speed(pipe, options, stack, steps=preset.default_settings().steps)
     return engine
 

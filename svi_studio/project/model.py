@@ -6,7 +6,8 @@ disk and `status.py` derives each shot's status from them. Nothing here does I/O
 On disk (one folder per project):
     project.json                 this file's data, schema-versioned, stable key order
     reference.png                the reference image (identity anchor)
-    anchors/<sha>.png            per-shot anchor images (optional)
+    media/<sha>.<ext>            per-shot media: anchor images, end frames, pose videos
+                                 (content-addressed; schema 1 kept anchors in anchors/)
     takes/<shot_id>/<take_id>/   one folder per complete take (see Take)
 """
 
@@ -20,9 +21,10 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from ..settings import ClipSettings, SettingsError, normalise_settings, validate_seed
+from ..errors import UserError
 from ..stitching import StitchRule
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: Shot.media replaces Shot.anchor_image (schema 1 files load and migrate)
 # Limits every project obeys, whether it is edited in the app, made by the CLI or the API, or
 # read from a file or an uploaded bundle (Project.from_dict is the one loader, and the store
 # refuses to save a project that loader would refuse).
@@ -45,7 +47,7 @@ def check_id(value: str, what: str) -> str:
     return value
 
 
-class ProjectError(ValueError):
+class ProjectError(UserError, ValueError):
     """A project that cannot be loaded or changed as asked; the message says why and what to do."""
 
 
@@ -124,7 +126,8 @@ class Shot:
     seed: the seed its next render uses; equals the selected take's seed after a render.
     seed_locked: keep `seed` on re-rolls instead of drawing a new one.
     overrides: per-shot sampler settings (keys in SHOT_OVERRIDE_KEYS).
-    anchor_image: project-relative path of the shot's own anchor image, or None (use the reference).
+    media: condition role ("anchor_image", "end_image", "pose_video") → project-relative
+        path of the shot's own file; an absent anchor_image means the reference anchors it.
     takes: take ids, oldest first. selected_take: one of them, or None.
     """
 
@@ -132,11 +135,16 @@ class Shot:
     seed: int = field(default_factory=random_seed)
     seed_locked: bool = False
     overrides: dict[str, Any] = field(default_factory=dict)
-    anchor_image: str | None = None
+    media: dict[str, str] = field(default_factory=dict)
     id: str = field(default_factory=new_id)
     takes: list[str] = field(default_factory=list)
     selected_take: str | None = None
     extra: dict[str, Any] = field(default_factory=dict, repr=False)  # keys this version does not know, kept as read
+
+    @property
+    def anchor_image(self) -> str | None:
+        """The shot's own anchor image (project-relative), or None."""
+        return self.media.get("anchor_image")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -160,7 +168,7 @@ class Shot:
             seed=seed if seed is not None else random_seed(),
             seed_locked=bool(data.get("seed_locked", False)),
             overrides={k: v for k, v in _typed(data, "overrides", dict, {}).items() if k in SHOT_OVERRIDE_KEYS},
-            anchor_image=check_project_path(_typed(data, "anchor_image", str, None), f"shot {shot_id}'s anchor_image"),
+            media=_media(data),
             id=shot_id,
             takes=takes,
             selected_take=selected,
@@ -180,6 +188,7 @@ class Project:
     engine: str = "draft"
     settings: ClipSettings = field(default_factory=ClipSettings)
     shots: list[Shot] = field(default_factory=list)
+    media: dict[str, str] = field(default_factory=dict)  # film-wide conditions: "pose_video" → file, cut per shot
     schema_version: int = SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict, repr=False)  # keys this version does not know, kept as read
 
@@ -194,6 +203,7 @@ class Project:
             "engine": self.engine,
             "settings": self.settings.to_dict(),
             "shots": [shot.to_dict() for shot in self.shots],
+            "media": dict(self.media),
         }
 
     @classmethod
@@ -240,6 +250,7 @@ class Project:
             engine=_typed(data, "engine", str, "draft"),
             settings=settings,
             shots=parsed,
+            media=_media(data),
             schema_version=version,
             extra={k: v for k, v in data.items() if k not in PROJECT_KEYS},
         )
@@ -251,8 +262,22 @@ class Project:
         raise ProjectError(f"no shot with id {shot_id!r}.")
 
 
-SHOT_KEYS = ("prompt", "seed", "seed_locked", "overrides", "anchor_image", "id", "takes", "selected_take")
-PROJECT_KEYS = ("schema_version", "name", "reference", "style_prompt", "negative_prompt", "engine", "settings", "shots")
+SHOT_KEYS = ("prompt", "seed", "seed_locked", "overrides", "media", "anchor_image", "id", "takes", "selected_take")
+
+
+def _media(data: dict[str, Any]) -> dict[str, str]:
+    """A shot's (or the film's) media map; schema 1's `anchor_image` becomes media["anchor_image"]."""
+    media = _typed(data, "media", dict, {})
+    if not all(isinstance(k, str) and isinstance(v, str) and v for k, v in media.items()):
+        raise ProjectError("project.json: a shot's 'media' must map role names to file paths.")
+    legacy = _typed(data, "anchor_image", str, None)
+    if legacy and "anchor_image" not in media:
+        media = {"anchor_image": legacy, **media}
+    return {role: check_project_path(path, f"the {role[:40]!r} media file") for role, path in media.items()}
+
+
+PROJECT_KEYS = ("schema_version", "name", "reference", "style_prompt", "negative_prompt", "engine", "settings", "shots",
+                "media")
 
 
 def _typed(data: dict[str, Any], key: str, kind: type, default: Any) -> Any:

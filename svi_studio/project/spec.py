@@ -4,7 +4,10 @@
       "name": "Cat Adventure",
       "reference": "../../assets/cat.png",          # relative to the spec file (or the repo root)
       "style_prompt": "…", "negative_prompt": "",
-      "shots": [{"prompt": "…", "seed": 101}, "a shot given as a bare string", …],
+      "shots": [{"prompt": "…", "seed": 101}, "a shot given as a bare string",
+                {"prompt": "…", "anchor_image": "b.png", "end_image": "door.png", "pose_video": "dance.mp4"}],
+                                                     # per-shot conditions, relative like the reference
+      "pose_video": "whole-dance.mp4",               # optional: one pose video for the film, cut per shot
       "settings": {"num_motion_latents": 1}          # optional, validated like any settings
     }
 """
@@ -34,6 +37,8 @@ class ProjectSpec:
     seeds: list[int | None] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    media: list[dict[str, Path]] = field(default_factory=list)  # per shot: condition role → file
+    film_media: dict[str, Path] = field(default_factory=dict)  # "pose_video": one for the whole film
 
     def reference_image(self) -> Image.Image | None:
         """The reference as RGB, opened by reference.load_reference (ReferenceError if unusable)."""
@@ -65,13 +70,18 @@ def load_spec(path: str | Path) -> ProjectSpec:
         raise ProjectError(f"{path.name} cannot be read ({error.strerror}).") from None
     if not isinstance(data, dict):
         raise ProjectError(f"{path.name}: a spec must be a JSON object.")
-    prompts, seeds = [], []
+    from ..engines.request import CONDITION_ROLES
+
+    prompts, seeds, media = [], [], []
     for number, shot in enumerate(data.get("shots") or [], start=1):
         if isinstance(shot, str):
             prompts.append(shot)
             seeds.append(None)
+            media.append({})
         elif isinstance(shot, dict) and isinstance(shot.get("prompt"), str):
             prompts.append(shot["prompt"])
+            media.append({role: _spec_file(path, shot[role], f"shot {number}'s {role}")
+                          for role in CONDITION_ROLES if shot.get(role)})
             seed = shot.get("seed")
             if seed is not None:  # the same gate as the app and the Python API
                 try:
@@ -81,18 +91,20 @@ def load_spec(path: str | Path) -> ProjectSpec:
             seeds.append(seed)
         else:
             raise ProjectError(f"{path.name}: shot {number} must be a prompt string or an object with 'prompt'.")
-    reference = None
-    if data.get("reference"):
-        for base in (path.parent, REPO_ROOT):
-            candidate = (base / str(data["reference"])).resolve()
-            if candidate.is_file():
-                reference = candidate
-                break
-        else:
-            raise ProjectError(f"{path.name}: reference image {data['reference']!r} not found.")
+    reference = _spec_file(path, data["reference"], "reference image") if data.get("reference") else None
     return ProjectSpec(
         name=str(data.get("name") or path.stem), reference=reference,
         style_prompt=str(data.get("style_prompt") or ""), negative_prompt=str(data.get("negative_prompt") or ""),
         prompts=prompts, seeds=seeds, settings=dict(data.get("settings") or {}),
-        description=str(data.get("description") or ""),
+        description=str(data.get("description") or ""), media=media,
+        film_media={"pose_video": _spec_file(path, data["pose_video"], "pose_video")} if data.get("pose_video") else {},
     )
+
+
+def _spec_file(spec_path: Path, value: Any, what: str) -> Path:
+    """A file a spec names, relative to the spec file (or the repo root); ProjectError if absent."""
+    for base in (spec_path.parent, REPO_ROOT):
+        candidate = (base / str(value)).resolve()
+        if candidate.is_file():
+            return candidate
+    raise ProjectError(f"{spec_path.name}: {what} {str(value)!r:.200} not found.")

@@ -4,7 +4,7 @@ missing    no selected take
 rendering  the director is rendering it now
 stale      its selected take consumed motion from a take that is no longer the upstream
            shot's selected take (or the upstream has none), or its recipe — prompts,
-           seed, settings, engine, anchor — changed since
+           seed, the settings and conditions its engine uses, engine, anchor — changed since
 broken     its selected take's files are missing or damaged
 fresh      otherwise
 """
@@ -19,13 +19,20 @@ MISSING, RENDERING, STALE, FRESH, BROKEN = "missing", "rendering", "stale", "fre
 
 
 def recipe_fingerprint(prompt: str, negative_prompt: str, seed: int, settings: dict[str, Any],
-                       engine_preset: str, anchor_fingerprint: str | None) -> str:
-    """sha256 (first 16 hex) of everything that determines a clip besides its incoming motion."""
-    payload = json.dumps(
-        {"prompt": prompt, "negative": negative_prompt, "seed": int(seed), "settings": settings,
-         "engine": engine_preset, "anchor": anchor_fingerprint},
-        sort_keys=True, ensure_ascii=False,
-    )
+                       engine_preset: str, anchor_fingerprint: str | None,
+                       conditions: dict[str, str] | None = None) -> str:
+    """sha256 (first 16 hex) of everything that determines a clip besides its incoming motion.
+
+    settings: only the settings the engine uses (Engine.used_settings).
+    conditions: condition role → fingerprint of its file, for the conditions the engine
+        honours besides the anchor (the end frame, the pose video); absent when none, so
+        the recipe of a shot without conditions is what it always was.
+    """
+    recipe: dict[str, Any] = {"prompt": prompt, "negative": negative_prompt, "seed": int(seed), "settings": settings,
+                              "engine": engine_preset, "anchor": anchor_fingerprint}
+    if conditions:
+        recipe["conditions"] = conditions
+    payload = json.dumps(recipe, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8", errors="surrogatepass")).hexdigest()[:16]
 
 

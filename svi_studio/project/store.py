@@ -442,12 +442,19 @@ class ProjectStore:
             return None
         return self.safe_path(self.project.reference)
 
-    def add_anchor_image(self, image: Image.Image) -> str:
-        """Store a shot's own anchor image; returns its project-relative path."""
-        data = _png_bytes(image)
-        relative = f"anchors/{hashlib.sha256(data).hexdigest()[:16]}.png"
-        atomic_write_bytes(self.root / relative, data)
+    def add_media(self, data: bytes, suffix: str) -> str:
+        """Store a per-shot media file under media/, named by its content; returns its project-relative path."""
+        relative = f"media/{hashlib.sha256(data).hexdigest()[:32]}{suffix}"
+        if not (self.root / relative).is_file():
+            try:
+                atomic_write_bytes(self.root / relative, data)
+            except OSError as error:
+                raise storage_error(error, "the media file", self.root / "media") from None
         return relative
+
+    def add_media_image(self, image: Image.Image) -> str:
+        """Store a checked picture (anchor image, end frame) as PNG under media/."""
+        return self.add_media(_png_bytes(image), ".png")
 
     def safe_path(self, relative: str) -> Path:
         """A project-relative path resolved inside the project folder, or ProjectError."""

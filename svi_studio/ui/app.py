@@ -10,8 +10,8 @@ editor (the Director has none).
 
 Named API endpoints (for gradio_client; the session lives in server-side gr.State):
 new_project, load_example, upload_project, set_reference, set_story, set_shots,
-update_settings, render, regenerate, select_take, cancel, export, download_project,
-status. Render work (render, regenerate, style LoRA upload) shares one concurrency
+update_settings, set_shot_media, render, regenerate, select_take, cancel, export,
+download_project, status. Render work (render, regenerate, style LoRA upload) shares one concurrency
 group of size 1; export has its own group of size 1; all other events stay responsive.
 
 Serving (see serving.py): the app is a `StudioBlocks`, whose `launch` — however it is
@@ -37,9 +37,10 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from ..engines import default_engine_name
+from ..engines.request import CONDITION_LABELS
 from ..project.model import max_shots as project_max_shots
 from . import jobs, runtime, views
-from .presenter import CARD_FIELDS, card_key
+from .presenter import CARD_FIELDS, CARD_MEDIA, card_key
 from .params import shot_number, true_or_false
 from .serving import SHELF_FOLDER, ArrivalOrder, MediaShelf, SecurityHeaders, arrival_of
 from .speed_panel import speed_panel
@@ -231,7 +232,7 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
 
                 cards = []
                 for index in range(max_shots):
-                    cards.append(_shot_card(index, blank, c))
+                    cards.append(_shot_card(index, blank, c, engine.accepts))
                 c["add_shot"] = gr.Button("+ Add shot", elem_id="add-shot")
 
         # -- hidden inputs and outputs of the API endpoints ---------------------------------------
@@ -319,6 +320,11 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
                                 js=_action_js("take", index, with_value=True), **quiet)
             card["regen"].click(None, outputs=[card_job], js=_action_js("regenerate", index), **quiet)
             card["regen_from"].click(None, outputs=[card_job], js=_action_js("regenerate_from", index), **quiet)
+            for role in CARD_MEDIA:
+                if role in engine.accepts:  # a file goes up with its own event (a path never travels as text)
+                    media = card[role]
+                    on(media.upload, partial(_set_media, studio, index, role), extra_inputs=[media], light=True)
+                    on(media.clear, partial(_set_media, studio, index, role, path=None), light=True)
 
         card_actions = {
             "dice": lambda session, index, value: studio.roll_seed(session, index),
@@ -363,8 +369,9 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
     return demo
 
 
-def _shot_card(index: int, blank: dict[str, Any], c: dict[str, Any]) -> dict[str, Any]:
-    """One card slot: header, prompt, seed, buttons, clip player, takes."""
+def _shot_card(index: int, blank: dict[str, Any], c: dict[str, Any], accepts: frozenset[str]) -> dict[str, Any]:
+    """One card slot: header, prompt, seed, buttons, clip player, takes, and the shot's
+    anchor image and end frame where the engine accepts them."""
     number = index + 1
     card: dict[str, Any] = {}
     with gr.Column(visible=blank[card_key(index, "group")], elem_id=f"shot-card-{number}",
@@ -397,6 +404,12 @@ def _shot_card(index: int, blank: dict[str, Any], c: dict[str, Any]) -> dict[str
                                          elem_id=f"shot-{number}-video", elem_classes=["shot-video"])
                 card["takes"] = gr.Dropdown(label="Take", choices=[], value=None, interactive=True,
                                             elem_id=f"shot-{number}-takes")
+                with gr.Row(equal_height=True, elem_classes=["svi-media-row"]):
+                    for role in CARD_MEDIA:
+                        label = f"{CONDITION_LABELS[role].capitalize()} (optional)"
+                        card[role] = gr.Image(label=label, type="filepath", height=110, sources=["upload"],
+                                              elem_id=f"shot-{number}-{role.replace('_', '-')}", min_width=100,
+                                              visible=role in accepts, buttons=[])
     card["group"] = group
     for field in CARD_FIELDS:
         c[card_key(index, field)] = card[field]
@@ -425,6 +438,10 @@ def _parse_action(raw: str | None, max_shots: int) -> tuple[str | None, int, Any
         return None, 0, None
     value = data.get("value")
     return kind, index, value if isinstance(value, str) else None
+
+
+def _set_media(studio: Studio, index: int, role: str, session, path: str | None = None):
+    return studio.set_shot_media(session, index, role, path)
 
 
 def _load_example(studio: Studio, name: str, session):
@@ -456,6 +473,11 @@ def _wire_api(studio: Studio, state, trigger, text, text2, json_in, index, flag,
              [json_in], "set_shots", "Make the film's shots these prompts (a JSON list of strings), in order.")
     endpoint(lambda token, settings: studio.api_call(token, lambda s: studio.update_settings(s, settings)),
              [json_in], "update_settings", "Change settings, e.g. {\"steps\": 4, \"num_frames\": 21}.")
+    endpoint(lambda token, index, role, file: studio.api_call(
+        token, lambda s: studio.set_shot_media(s, shot_number(index, len(s.director.project.shots)), str(role or ""), file)),
+             [index, text, file_in], "set_shot_media",
+             "Set shot `index`'s (0-based) condition `role` (anchor_image, end_image or pose_video) to the file; "
+             "no file clears it. The shot and the shots after it become stale.")
     endpoint(lambda token, index, take_id: studio.api_call(token, lambda s: studio.select_take(
         s, shot_number(index, len(s.director.project.shots)), take_id)),
              [index, text], "select_take", "Select an earlier take (take id) of shot `index` (0-based).")

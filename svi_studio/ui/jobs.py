@@ -6,11 +6,11 @@ last one when the job ends (done or cancelled). The film preview is re-encoded i
 background thread while the next shot renders (it lags one shot behind during a
 job and is complete at its end), so neither the clip nor the GPU waits for it. The
 planning follows Director.render / Director.regenerate: shots are re-planned after
-every clip, so a shot made stale by the clip before it is rendered too — the planning
-is the Director's own (`plan_render`, `plan_regenerate`, `next_shot`). Each shot is
-rendered by `runtime.render_shot` (its own `@spaces.GPU` call on a Space); the new
-take is then adopted into the session's own Director (`Director.adopt_take`), which
-never left this process.
+every clip, so a shot made stale by the clip before it is rendered too. The loop is
+the one render runner the CLI and the Python API use (render/runner.py); here each
+shot is rendered by `runtime.render_shot` (its own `@spaces.GPU` call on a Space) and
+the new take adopted into the session's own Director (`Director.adopt_take`), which
+never left this process. This module adds only what a page shows.
 """
 
 from __future__ import annotations
@@ -22,14 +22,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..director import ClipEvent, Director, RenderPlan
-from ..engines.base import Cancelled
 from ..project.model import ProjectError
+from ..render.runner import MAX_RENDERS_PER_SHOT, run_job  # noqa: F401 - re-exported
 from . import runtime
 from .sessions import Session
 
 log = logging.getLogger(__name__)
-
-MAX_RENDERS_PER_SHOT = 3  # a shot that stays stale after this many renders in one job stops the job
 
 
 @dataclass
@@ -94,49 +92,33 @@ def regenerate(session: Session, index: int, cascade: bool = False, progress: An
 
 def _run(session: Session, kind: str, plan: RenderPlan, progress: Any) -> Iterator[JobUpdate]:
     director = session.director
-    total = plan.size
     if session.job is not None:
         raise ProjectError(f"this project is already rendering ({session.job}); wait for it or cancel it.")
     session.job = kind
-    rendered: list[str] = []
-    renders_of: dict[str, int] = {}
     preview = PreviewWriter(director, session.preview_path)
+
+    def render_one(index: int, job_index: int, job_size: int, seed: int | None) -> ClipEvent:
+        event = runtime.render_shot(director, index, session.cancel, progress, job_index, job_size, seed=seed)
+        with session.lock:
+            director.adopt_take(event.shot_id, event.take_id)
+        return event
+
+    done, total, current = 0, plan.size, None
     try:
-        while True:
-            if session.cancel.is_set():
+        for event in run_job(director, plan, render_one, session.cancel, lock=session.lock):
+            if event.kind == "start":
+                total, current = event.job_size, event.shot_index
+                yield JobUpdate("start", event.shot_index, done, total)
+            elif event.kind == "clip":
+                done += 1
+                preview.request()
+                yield JobUpdate("clip", director.project.shot_index(event.shot_id), done, total, event)
+            elif event.cancelled:
                 preview.wait()
-                yield JobUpdate("cancelled", None, len(rendered), total)
-                return
-            with session.lock:
-                index = director.next_shot(plan, rendered)
-                if index is None:
-                    break
-                director.check_ready([index])
-                shot = director.shot(index)
-                renders_of[shot.id] = renders_of.get(shot.id, 0) + 1
-                if renders_of[shot.id] > MAX_RENDERS_PER_SHOT:
-                    raise ProjectError(f"shot {index + 1} stays stale after {MAX_RENDERS_PER_SHOT} renders; "
-                                       "check its prompt and settings, then render again.")
-                director.rendering.add(shot.id)
-            total = max(total, len(rendered) + 1)
-            try:
-                yield JobUpdate("start", index, len(rendered), total)
-                event = runtime.render_shot(director, index, session.cancel, progress, len(rendered), total,
-                                            seed=plan.seeds.get(shot.id))
-            except Cancelled:
+                yield JobUpdate("cancelled", current, done, total)
+            else:
                 preview.wait()
-                yield JobUpdate("cancelled", index, len(rendered), total)
-                return
-            finally:
-                director.rendering.discard(shot.id)
-            with session.lock:
-                director.adopt_take(event.shot_id, event.take_id)
-            plan.seeds.pop(event.shot_id, None)
-            rendered.append(event.take_id)
-            preview.request()
-            yield JobUpdate("clip", director.project.shot_index(event.shot_id), len(rendered), total, event)
-        preview.wait()
-        yield JobUpdate("done", None, len(rendered), len(rendered))
+                yield JobUpdate("done", None, done, done)
     finally:
         preview.wait()
         session.job = None

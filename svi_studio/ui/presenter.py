@@ -22,10 +22,12 @@ from . import views
 from .sessions import Session
 
 SETTING_KEYS = ("steps", "guidance", "motion", "width", "height", "fps", "frames", "loras")
-CARD_FIELDS = ("group", "head", "prompt", "seed", "lock", "video", "takes")
+CARD_FIELDS = ("group", "head", "prompt", "seed", "lock", "video", "takes", "anchor_image", "end_image")
+#: the card fields that show a shot's condition files (Shot.media roles), when the engine accepts them.
+CARD_MEDIA = ("anchor_image", "end_image")
 # How a key's value becomes an update: by the part after the dot (cards) or the key itself.
 UPDATE_KIND = {"group": "visible", "takes": "choices", "add_shot": "interactive",
-               "video": "file", "preview": "file", "reference": "file"}
+               "video": "file", "preview": "file", "reference": "file", "anchor_image": "file", "end_image": "file"}
 
 
 def card_key(index: int, field: str) -> str:
@@ -77,6 +79,7 @@ def blank_model(engine: Engine, max_shots: int) -> dict[str, Any]:
             card_key(index, "lock"): False,
             card_key(index, "video"): None,
             card_key(index, "takes"): ((), None),
+            **{card_key(index, role): None for role in CARD_MEDIA},
         })
     return model
 
@@ -105,7 +108,8 @@ def view_model(session: Session, max_shots: int, lora_owners: dict[str, str]) ->
         if index >= len(statuses):
             model.update({card_key(index, "group"): False, card_key(index, "head"): "",
                           card_key(index, "prompt"): "", card_key(index, "seed"): "", card_key(index, "lock"): False,
-                          card_key(index, "video"): None, card_key(index, "takes"): ((), None)})
+                          card_key(index, "video"): None, card_key(index, "takes"): ((), None),
+                          **{card_key(index, role): None for role in CARD_MEDIA}})
             continue
         status = statuses[index]
         shot = project.shots[index]
@@ -118,8 +122,19 @@ def view_model(session: Session, max_shots: int, lora_owners: dict[str, str]) ->
             card_key(index, "lock"): bool(shot.seed_locked),
             card_key(index, "video"): file_value(status.clip_path),
             card_key(index, "takes"): (take_choices(director, index), shot.selected_take),
+            **{card_key(index, role): media_value(director, shot.media.get(role)) for role in CARD_MEDIA},
         })
     return model
+
+
+def media_value(director: Director, relative: str | None) -> tuple[str, int] | None:
+    """A shot's condition file for its card (None when it has none, or it points outside the project)."""
+    if not relative:
+        return None
+    try:
+        return file_value(director.store.safe_path(relative))
+    except ProjectError:
+        return None
 
 
 def take_choices(director: Director, index: int) -> tuple[tuple[str, str], ...]:

@@ -10,7 +10,8 @@ Space runs on its GPU, once per shot, under `@spaces.GPU(duration=...)`. ZeroGPU
 it in a forked worker process and pickles its arguments and result, so it takes and
 returns plain data: the project folder, the shot, a picklable cancel flag, the
 progress object; it opens the project from disk itself and returns a result dict
-instead of raising the engine's exceptions (only gr.Error survives the trip back).
+instead of raising: a user error travels back as its message and class name and is
+raised again here as the same kind of `UserError`.
 Without the `spaces` package the decorator is a no-op and the same code runs in
 process.
 """
@@ -26,10 +27,11 @@ from typing import Any
 
 from ..director import ClipEvent, Director, StepEvent
 from ..engines import load_engine
-from ..engines.base import Cancelled, Engine, EngineError, OutOfMemory
+from ..engines.base import Cancelled, Engine, EngineError
+from ..errors import UserError
 from ..project.model import ProjectError
 from ..project.store import PROJECT_FILE
-from ..settings import SettingsError, normalise_settings
+from ..settings import normalise_settings
 from .gpu import estimate_seconds
 
 log = logging.getLogger(__name__)
@@ -136,8 +138,8 @@ def render_shot_on_gpu(project_dir: str, index: int, shot_id: str, engine_preset
     seed: render with this seed instead of the shot's (a re-roll). It is saved only with
     the new take: a cancelled or failed call leaves the project as it was.
 
-    Returns {"ok": True, "event": ClipEvent fields} or {"ok": False, "error": kind, "message": text}
-    with kind one of "cancelled", "out_of_memory", "engine", "project", "settings".
+    Returns {"ok": True, "event": ClipEvent fields}, {"ok": False, "error": "cancelled"}, or
+    {"ok": False, "error": "user", "type": the UserError's class name, "message": text}.
     """
     director = None
     ok = False
@@ -162,27 +164,11 @@ def render_shot_on_gpu(project_dir: str, index: int, shot_id: str, engine_preset
         return {"ok": True, "event": event.to_dict()}
     except Cancelled:
         return {"ok": False, "error": "cancelled", "message": "cancelled"}
-    except OutOfMemory as error:
-        return {"ok": False, "error": "out_of_memory", "message": str(error)}
-    except EngineError as error:
-        return {"ok": False, "error": "engine", "message": str(error)}
-    except SettingsError as error:
-        return {"ok": False, "error": "settings", "message": str(error)}
-    except ProjectError as error:
-        return {"ok": False, "error": "project", "message": str(error)}
-    except ValueError as error:  # LoraError and other refusals with a message for the user
-        return {"ok": False, "error": "engine", "message": str(error)}
+    except UserError as error:
+        return {"ok": False, "error": "user", "type": type(error).__name__, "message": str(error)}
     finally:
         if not ok:  # nothing was saved: drop the cached copy, the next call reopens the project
             _WORKER_DIRECTORS.pop(project_dir, None)
-
-
-RESULT_ERRORS = {
-    "out_of_memory": OutOfMemory,
-    "engine": EngineError,
-    "settings": SettingsError,
-    "project": ProjectError,
-}
 
 
 def render_shot(director: Director, index: int, cancel: Any, progress: Any = None,
@@ -201,4 +187,15 @@ def render_shot(director: Director, index: int, cancel: Any, progress: Any = Non
         return ClipEvent(**result["event"])
     if result["error"] == "cancelled":
         raise Cancelled()
-    raise RESULT_ERRORS.get(result["error"], EngineError)(result["message"])
+    raise _user_error_class(result.get("type"))(result["message"])
+
+
+def _user_error_class(name: str | None) -> type[UserError]:
+    """The UserError subclass called `name` (so callers can still tell OutOfMemory from a
+    bad setting); EngineError when it is not one this process knows."""
+    found, pending = {}, [UserError]
+    while pending:
+        cls = pending.pop()
+        found[cls.__name__] = cls
+        pending.extend(cls.__subclasses__())
+    return found.get(name or "", EngineError)

@@ -32,6 +32,7 @@ import gradio as gr
 
 from ..director import Director
 from ..engines.base import Engine, EngineError
+from ..errors import UserError, user_message
 from ..project.model import ProjectError, random_seed
 from ..project.spec import list_project_presets, load_spec
 from ..settings import SettingsError
@@ -48,23 +49,20 @@ SETTING_FIELDS = {"steps": "steps", "guidance": "guidance", "motion": "num_motio
                   "height": "height", "fps": "fps", "frames": "num_frames"}
 PAGE_KEYS = ("reference", "resolution", "style", "negative", "steps", "guidance", "motion", "width", "height",
              "fps", "frames", "loras", "preview", "film", "add_shot")
-USER_ERRORS = (ValueError, EngineError, OSError)  # ProjectError, SettingsError, LoraError, UploadError, …
+USER_ERRORS = (UserError, ValueError, OSError)  # ProjectError, SettingsError, EngineError, UploadError, … and a disk failing
 OS_REASONS = {errno.ENOSPC: "the server's disk is full", errno.EDQUOT: "the server's disk quota is used up",
               errno.EROFS: "the server's disk is read-only", errno.EACCES: "the server was denied access to a file",
               errno.EPERM: "the server was denied access to a file"}
 FIRST_PRESET = "cat-adventure"
 
 
-def user_message(error: BaseException) -> str:
-    """An exception as a sentence for the page (first letter capitalised, no traceback).
-    An OSError says what went wrong, never which file (its name is a server path)."""
+def page_message(error: BaseException) -> str:
+    """An exception as a sentence for the page. An OSError says what went wrong, never which
+    file (its name is a server path); everything else is errors.user_message."""
     if isinstance(error, OSError):
         reason = OS_REASONS.get(error.errno) or error.strerror or error.__class__.__name__
         return f"{reason[0].upper()}{reason[1:]}; nothing was lost. Try again, or tell the server's admin if it persists."
-    text = str(error).strip() or error.__class__.__name__
-    if re.match(r"[a-z]+\b(?![.\w])", text):  # a sentence, not a file name like "cat.png is …"
-        text = text[0].upper() + text[1:]
-    return text
+    return user_message(error)
 
 
 def same_value(a: Any, b: Any) -> bool:
@@ -347,6 +345,17 @@ class Studio:
         self.refresh_preview(session)
         return Outcome(f"Shot {index + 1} uses take {shot.takes.index(take_id) + 1} again; the shots after it are stale.")
 
+    def set_shot_media(self, session: Session, index: int, role: str, path: str | None) -> Outcome:
+        """Set (an uploaded file) or clear (None) one of a shot's conditions: its anchor image,
+        end frame or pose video; checked and stored by the Director like any upload."""
+        from ..engines.request import CONDITION_LABELS
+
+        self.require_idle(session, "change a shot's conditions")
+        label = CONDITION_LABELS.get(role, str(role))
+        notices = session.director.set_shot_media(index, role, Path(path) if path else None)
+        done = f"Shot {index + 1}'s {label} {'set' if path else 'cleared'}; it will be re-rendered."
+        return Outcome(" ".join([done, *notices]))
+
     def cancel(self, session: Session | None) -> Outcome:
         if session is None or session.job is None:
             return Outcome("Nothing is rendering.")
@@ -502,7 +511,7 @@ class Studio:
 
     def message(self, error: BaseException | str) -> str:
         """What a user sees of an error: its sentence, without server paths or session tokens."""
-        text = error if isinstance(error, str) else user_message(error)
+        text = error if isinstance(error, str) else page_message(error)
         if isinstance(error, OSError):
             log.warning("file error shown to a user as %r: %s", text, error)
         folders = [self.registry.data_dir] + ([self.shelf.root] if self.shelf is not None else [])

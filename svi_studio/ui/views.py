@@ -181,6 +181,7 @@ def public_status(director: Director, statuses: list[ShotStatus], notices: list[
         "engine": director.engine.preset_id,
         "engine_label": director.engine.label,
         "is_draft": bool(director.engine.is_draft),
+        "conditions": sorted(director.engine.accepts),  # the per-shot conditions this engine honours
         "has_reference": bool(director.project.reference),
         "style_prompt": director.project.style_prompt,
         "negative_prompt": director.project.negative_prompt,

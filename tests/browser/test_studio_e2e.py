@@ -14,20 +14,14 @@ import shutil
 from pathlib import Path
 
 import pytest
+from studio_page import ARTIFACTS_ROOT, start_film, upload
+
+from svi_studio.video_io import probe
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow,
               pytest.mark.filterwarnings("ignore::UserWarning:gradio.helpers")]
 
-from conftest import CHROMIUM, LAUNCH_ARGS, serve_app  # noqa: E402
-
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium); this test never downloads a browser",
-                allow_module_level=True)
-sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
-
-from svi_studio.video_io import probe  # noqa: E402
-
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "studio-e2e"
+ARTIFACTS = ARTIFACTS_ROOT / "studio-e2e"
 FRAMES = 21  # frames per shot; every shot after the first keeps FRAMES - 5 (one motion latent)
 PROMPTS = ['A ginger cat wakes up on a windowsill, slow push-in,\n"morning light", dust in the air',
            "The cat jumps down to the floor, pan left",
@@ -53,39 +47,10 @@ WATCH_JS = """() => {
 
 
 @pytest.fixture(scope="module")
-def studio_app(tmp_path_factory):
-    with serve_app("tiny", tmp_path_factory.mktemp("svi-browser-data"), max_shots=6) as served:
-        yield served
-
-
-@pytest.fixture(scope="module")
-def studio_url(studio_app):
-    return studio_app[0]
-
-
-@pytest.fixture(scope="module")
 def artifacts() -> Path:
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
     ARTIFACTS.mkdir(parents=True)
     return ARTIFACTS
-
-
-@pytest.fixture
-def page(studio_url):
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-        page.set_default_timeout(120_000)  # generous: this box is shared
-        page.goto(studio_url)
-        page.wait_for_selector("#render-all")
-        yield page
-        browser.close()
-
-
-def upload(page, selector: str, path: Path) -> None:
-    with page.expect_file_chooser() as chooser:
-        page.click(selector)
-    chooser.value.set_files(str(path))
 
 
 def status_text(page) -> str:
@@ -109,22 +74,7 @@ def test_studio_renders_shot_by_shot_and_exports(page, reference_image, tmp_path
 
     reference = tmp_path / "reference.png"
     reference_image.save(reference)
-    upload(page, "#reference-upload", reference)
-    page.wait_for_function("() => document.querySelector('#resolution-note').innerText.includes('Clips will be')")
-
-    page.click("#settings")
-    frames = page.locator("#setting-frames input[type=number]")
-    frames.fill(str(FRAMES))
-    frames.blur()
-    page.wait_for_function(f"() => document.querySelector('#resolution-note').innerText.includes('{FRAMES} frames')")
-
-    for number, prompt in enumerate(PROMPTS, start=1):
-        if number > 1:
-            page.click("#add-shot")
-            page.wait_for_selector(f"#shot-card-{number}", state="visible")
-        box = page.locator(f"#shot-{number}-prompt textarea")
-        box.fill(prompt)
-        box.blur()
+    start_film(page, reference, FRAMES, PROMPTS)
     page.wait_for_function("() => document.querySelector('#film-summary').innerText.includes('to render: shot 1, 2, 3')")
     shot("02-three-shots.png")
 
