@@ -54,8 +54,15 @@ def serve_app(engine: str, data_dir, **options):
     from svi_studio.ui import build_app, launch_app
 
     demo = build_app(engine, data_dir, **options)
-    port = free_port()
-    launch_app(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
+    for attempt in range(3):
+        port = free_port()
+        try:
+            launch_app(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
+            break
+        except ValueError as error:  # Gradio's start-up probe gives up after one 3 s timeout on a busy machine
+            demo.close()
+            if "localhost is not accessible" not in str(error) or attempt == 2:
+                raise
     try:
         yield f"http://127.0.0.1:{port}/", demo
     finally:
