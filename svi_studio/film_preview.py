@@ -38,6 +38,7 @@ import numpy as np
 from PIL import Image
 
 from .fsutil import fsync_dir, remove_stale_temps
+from .project.model import ProjectError
 
 if TYPE_CHECKING:
     from .director import FilmSegment
@@ -55,7 +56,7 @@ ENCODER_TAG = hashlib.sha256(" ".join(SEGMENT_OUTPUT).encode()).hexdigest()[:8]
 FramesOf = Callable[["FilmSegment"], np.ndarray]  # a segment → its take's decoded frames (T, H, W, 3) uint8
 
 
-class PreviewError(RuntimeError):
+class PreviewError(ProjectError):
     """The preview could not be assembled (the previous preview file is left as it was)."""
 
 
@@ -84,14 +85,21 @@ def _atomic_output(path: Path) -> Iterator[Path]:
 
 def count_frames(path: str | Path) -> int:
     """Video frames in `path`, counted from its packets by stream copy (exact, no decoding)."""
+    return _copy_video(["-i", str(path)], "-", "null", f"{Path(path).name} could not be read back")
+
+
+def _copy_video(inputs: list[str], out: str, container: str, failure: str) -> int:
+    """Run ffmpeg stream-copying the first video stream of `inputs` to `out`; return the number of
+    frames it wrote (ffmpeg's final progress line). PreviewError with `failure` if ffmpeg fails."""
     result = subprocess.run(
-        [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:v:0",
-         "-c", "copy", "-f", "null", "-"],
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-stats",
+         *inputs, "-map", "0:v:0", "-c", "copy", *(["-movflags", "+faststart"] if container == "mp4" else []),
+         "-f", container, out],
         capture_output=True, text=True,
     )
     found = re.findall(r"frame=\s*(\d+)", result.stderr)
     if result.returncode != 0 or not found:
-        raise PreviewError(f"{Path(path).name} could not be read back ({_last_line(result.stderr)}).")
+        raise PreviewError(f"{failure} ({_last_line(result.stderr)}).")
     return int(found[-1])
 
 
@@ -173,24 +181,22 @@ class FilmPreview:
         # 1. Segments.
         paths = [self.prepare(segment, frames_of, width, height) for segment in segments]
 
-        # 2. Stream-copy concatenation.
+        # 2. Stream-copy concatenation; 3. the joined film must hold exactly the stitched frames.
         expected = sum(segment.end - segment.start for segment in segments)
         out_path = Path(out_path)
         out_path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(out_path.parent, f".{out_path.stem}.*.tmp.mp4")
-        with tempfile.TemporaryDirectory(prefix=".concat-", dir=self.folder) as work, _atomic_output(out_path) as tmp:
-            listing = Path(work) / "list.txt"
-            listing.write_text("".join(f"file '{_concat_quote(path.resolve())}'\n" for path in paths), encoding="utf-8")
-            result = subprocess.run(
-                [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-loglevel", "error",
-                 "-f", "concat", "-safe", "0", "-i", str(listing), "-map", "0:v:0", "-c", "copy",
-                 "-movflags", "+faststart", "-f", "mp4", str(tmp)],
-                capture_output=True, text=True,
-            )
-            if result.returncode != 0:
-                raise PreviewError(f"the film preview could not be joined ({_last_line(result.stderr)}).")
-            # 3. The joined film must hold exactly the stitched frames.
-            got = count_frames(tmp)
+        with _atomic_output(out_path) as tmp:
+            try:
+                got = self._join(paths, tmp)
+            except PreviewError:
+                got = None
+            if got != expected:  # a damaged cache file: encode the damaged segments again, once
+                for segment, path in zip(segments, paths):
+                    if _frames_or_none(path) != segment.end - segment.start:
+                        path.unlink(missing_ok=True)
+                        self.prepare(segment, frames_of, width, height)
+                got = self._join(paths, tmp)
             if got != expected:
                 raise PreviewError(f"the joined preview has {got} frames, the stitched film {expected}.")
 
@@ -198,6 +204,22 @@ class FilmPreview:
         if keep_takes is not None:
             self.clean(keep_takes)
         return out_path
+
+
+    def _join(self, paths: list[Path], out: Path) -> int:
+        """Concatenate segment files into `out` by stream copy; the frame count written."""
+        with tempfile.TemporaryDirectory(prefix=".concat-", dir=self.folder) as work:
+            listing = Path(work) / "list.txt"
+            listing.write_text("".join(f"file '{_concat_quote(path.resolve())}'\n" for path in paths), encoding="utf-8")
+            return _copy_video(["-f", "concat", "-safe", "0", "-i", str(listing)], str(out), "mp4",
+                               "the film preview could not be joined")
+
+
+def _frames_or_none(path: Path) -> int | None:
+    try:
+        return count_frames(path)
+    except PreviewError:
+        return None
 
 
 def _even(value: int) -> int:

@@ -8,7 +8,7 @@ import pytest
 from svi_studio.director import Director
 from svi_studio.engines import load_engine
 from svi_studio.export import export_film
-from svi_studio.film_preview import SEGMENTS_DIR, FilmPreview, count_frames
+from svi_studio.film_preview import SEGMENTS_DIR, FilmPreview, PreviewError, count_frames
 from svi_studio.video_io import read_frames
 
 
@@ -126,14 +126,23 @@ def test_exact_frame_count_at_odd_fps(tmp_path, reference_image, fps):
     assert count_frames(out) == len(read_frames(out)) == 81 + 80
 
 
+def test_a_damaged_cached_segment_is_encoded_again(tmp_path, reference_image):
+    director = draft_film(tmp_path / "film", reference_image, shots=2)
+    out = tmp_path / "preview.mp4"
+    preview(director, out)
+    damaged = sorted((director.root / SEGMENTS_DIR).glob("*.mp4"))[0]
+    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 3])
+    cache = preview(director, out)
+    assert cache.prepared == [damaged.name]
+    assert count_frames(out) == len(read_frames(out)) == stitched_count(director)
+
+
 def test_failed_join_keeps_the_previous_preview(tmp_path, reference_image, monkeypatch):
     director = draft_film(tmp_path / "film", reference_image, shots=2)
     out = director.preview()
     before = out.read_bytes()
-    import svi_studio.film_preview as film_preview
-
-    monkeypatch.setattr(film_preview, "count_frames", lambda path: 1)  # as if the join lost frames
-    with pytest.raises(film_preview.PreviewError, match="frames"):
+    monkeypatch.setattr(FilmPreview, "_join", lambda self, paths, tmp: 1)  # as if the join lost frames
+    with pytest.raises(PreviewError, match="joined preview has 1 frames"):
         director.preview()
     assert out.read_bytes() == before
     assert not list(out.parent.glob(".preview.*.tmp.mp4"))
