@@ -151,8 +151,10 @@ class FilmPreview:
         """Remove segment files whose take is not in `keep_takes` (deleted takes and shots, and
         segments written with other encoder settings); sweep temporaries left by a killed write."""
         keep = set(keep_takes)
-        removed = remove_stale_temps(self.folder, ".*.tmp.mp4") if self.folder.is_dir() else []
-        for path in sorted(self.folder.glob("*.mp4")) if self.folder.is_dir() else []:
+        if not self.folder.is_dir():
+            return []
+        removed = remove_stale_temps(self.folder, ".*.tmp.mp4") + remove_stale_temps(self.folder, ".concat-*")
+        for path in sorted(self.folder.glob("*.mp4")):
             take_id = path.name.split(".", 1)[0]
             if take_id not in keep or not path.name.endswith(f".{ENCODER_TAG}.mp4"):
                 path.unlink(missing_ok=True)
