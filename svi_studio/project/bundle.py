@@ -47,8 +47,6 @@ def bundle_project(project_dir: str | Path, out_zip: str | Path) -> Path:
                     continue
                 if any(part.startswith((PARTIAL_PREFIX, ".")) for part in relative.parts):
                     continue  # partial takes and temp files are not part of a project
-                if relative.parts[0] == "previews":
-                    continue  # the film preview's segment cache (film_preview.py) is rebuilt on demand
                 if path.resolve() == out_zip.resolve():
                     continue
                 archive.write(path, relative.as_posix())
