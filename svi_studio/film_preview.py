@@ -207,7 +207,6 @@ class FilmPreview:
             self.clean(keep_takes)
         return out_path
 
-
     def _join(self, paths: list[Path], out: Path) -> int:
         """Concatenate segment files into `out` by stream copy; the frame count written."""
         with tempfile.TemporaryDirectory(prefix=".concat-", dir=self.folder) as work:
