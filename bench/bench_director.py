@@ -4,6 +4,7 @@
 
 1. time to the first clip event / time for the whole 4-shot render   (target <= 0.35)
 2. regenerating shot 2 of 4 / generating one clip                      (target <= 1.2)
+   and regenerating / the re-roll's own generate+write (what the path adds around the engine)
 3. peak RSS rendering 8 shots / rendering 2 shots, each in a fresh process (target <= 1.15)
 4. export seconds per second of output video
 """
@@ -54,7 +55,7 @@ def main() -> None:
     settings = engine.default_settings()
     print(f"tiny engine, {settings.num_frames} frames/clip, {settings.steps} steps; reference fitted per project\n")
 
-    first_ratio, regen_ratio, export_rate, whole_times = [], [], [], []
+    first_ratio, regen_ratio, regen_overhead, export_rate, whole_times = [], [], [], [], []
     for repeat in range(args.repeats):
         folder = Path(tempfile.mkdtemp()) / "film"
         director = Director.create(folder, engine, reference=reference, prompts=PROMPTS[:4])
@@ -72,8 +73,13 @@ def main() -> None:
 
         one_clip = statistics.median(clip_times)
         start = time.perf_counter()
-        list(director.regenerate(1))
-        regen_ratio.append((time.perf_counter() - start) / one_clip)
+        events = list(director.regenerate(1))
+        regen_s = time.perf_counter() - start
+        regen_ratio.append(regen_s / one_clip)
+        # The same re-roll against its own clip's generate+write: what the regenerate path adds
+        # around the engine, free of the clip-to-clip noise of a shared CPU.
+        own = events[0].timings
+        regen_overhead.append(regen_s / (own["generate_s"] + own["write_s"]))
 
         start = time.perf_counter()
         timeline = director.export(folder.parent / "film.mp4")
@@ -91,12 +97,13 @@ def main() -> None:
     rows = [
         ("first clip / whole 4-shot render", statistics.median(first_ratio), "<= 0.35"),
         ("regenerate shot 2 of 4 / one clip", statistics.median(regen_ratio), "<= 1.2"),
+        ("regenerate / its own clip's generate+write", statistics.median(regen_overhead), "(path overhead)"),
         ("peak RSS 8 shots / 2 shots", rss[8] / rss[2], "<= 1.15"),
         ("export s per s of video", statistics.median(export_rate), "(lower is better)"),
     ]
-    print(f"{'measure':38} {'median':>8}  target")
+    print(f"{'measure':44} {'median':>8}  target")
     for name, value, target in rows:
-        print(f"{name:38} {value:8.3f}  {target}")
+        print(f"{name:44} {value:8.3f}  {target}")
     print(f"\nwhole 4-shot render median {statistics.median(whole_times):.2f}s; peak RSS 2 shots {rss[2]:.0f} MB, "
           f"8 shots {rss[8]:.0f} MB (medians of {args.repeats})")
 

@@ -537,14 +537,16 @@ class Director:
         return cut_segments(chosen)
 
     def preview(self, out_path: str | Path | None = None) -> Path | None:
-        """Write the stitched film so far (shots with takes) to preview.mp4; None if nothing yet."""
-        from .export import ExportOptions, export_film
+        """Write the stitched film so far (shots with takes) to preview.mp4; None if nothing yet.
+        Only segments not cached yet are encoded; the rest are joined by stream copy (film_preview.py)."""
+        from .film_preview import FilmPreview
 
         segments = self.film_segments(strict=False)
         if not segments:
             return None
         out_path = Path(out_path or self.root / "preview.mp4")
-        export_film(segments, self._export_frames(segments), out_path, ExportOptions(quality="preview", write_timeline=False))
+        FilmPreview(self.root).write(segments, self._export_frames(segments), out_path,
+                                     keep_takes=[take for shot in self.project.shots for take in shot.takes])
         return out_path
 
     def export(self, out_path: str | Path, audio: str | Path | None = None, crossfade: float = 0.0,
