@@ -138,16 +138,13 @@ def load_dance_file(stack, pose: PoseConditioning, spec) -> None:
     a pose key that does not fit, and a LoRA key naming no module of the transformer."""
     from pathlib import Path
 
-    from .loras import _convert, normalise_lora_keys, read_safetensors
+    from .loras import plan_lora, read_safetensors
 
     label = Path(spec.path).name
     lora, pose_state = split_dance_file(read_safetensors(spec.path), label)
     if not pose_state:
         raise DanceFileError(f"{label}: holds no {POSE_PREFIX}* keys; it is not an SVI-Dance file.")
-    modules = dict(pose.transformer.named_modules())
-    converted = _convert(stack.pipe, normalise_lora_keys(dict(lora)), label) if lora else {}
-    stray = sorted(key for key in converted if ".lora_A." in key
-                   and key.removeprefix("transformer.").split(".lora_A.")[0] not in modules)
+    stray = sorted(plan_lora(pose.transformer, lora, label).unused) if lora else []
     if stray:
         raise DanceFileError(f"{label}: LoRA keys for modules this transformer lacks would be ignored: "
                              f"{', '.join(stray[:6])}{' …' if len(stray) > 6 else ''}.")

@@ -168,7 +168,7 @@ class Shot:
             seed=seed if seed is not None else random_seed(),
             seed_locked=bool(data.get("seed_locked", False)),
             overrides={k: v for k, v in _typed(data, "overrides", dict, {}).items() if k in SHOT_OVERRIDE_KEYS},
-            media=_media(data),
+            media=_media(data, f"shot {shot_id}"),
             id=shot_id,
             takes=takes,
             selected_take=selected,
@@ -265,15 +265,16 @@ class Project:
 SHOT_KEYS = ("prompt", "seed", "seed_locked", "overrides", "media", "anchor_image", "id", "takes", "selected_take")
 
 
-def _media(data: dict[str, Any]) -> dict[str, str]:
-    """A shot's (or the film's) media map; schema 1's `anchor_image` becomes media["anchor_image"]."""
+def _media(data: dict[str, Any], owner: str = "the film") -> dict[str, str]:
+    """A shot's (or the film's) media map; schema 1's `anchor_image` becomes media["anchor_image"].
+    Every path must stay inside the project (`owner` names whose map it is in the message)."""
     media = _typed(data, "media", dict, {})
     if not all(isinstance(k, str) and isinstance(v, str) and v for k, v in media.items()):
         raise ProjectError("project.json: a shot's 'media' must map role names to file paths.")
     legacy = _typed(data, "anchor_image", str, None)
     if legacy and "anchor_image" not in media:
         media = {"anchor_image": legacy, **media}
-    return {role: check_project_path(path, f"the {role[:40]!r} media file") for role, path in media.items()}
+    return {role: check_project_path(path, f"{owner}'s {role[:40]}") for role, path in media.items()}
 
 
 PROJECT_KEYS = ("schema_version", "name", "reference", "style_prompt", "negative_prompt", "engine", "settings", "shots",
