@@ -41,7 +41,7 @@ def main() -> None:
     from conftest import make_reference
     from svi_studio.director import Director
     from svi_studio.engines import load_engine
-    from svi_studio.export import export_film
+    from svi_studio.export import ExportOptions, export_film
     from svi_studio.film_preview import FilmPreview, count_frames
 
     engine = load_engine("draft")
@@ -50,13 +50,14 @@ def main() -> None:
     print(f"draft engine, {args.width}x{args.height}, {args.frames} frames/clip, medians of {args.repeats}\n")
 
     def old_path(director: Director, out: Path) -> None:
-        export_film(director, out, segments=director.film_segments(strict=False), quality="preview",
-                    write_timeline=False)
+        segments = director.film_segments(strict=False)
+        export_film(segments, director._export_frames(segments), out,
+                    ExportOptions(quality="preview", write_timeline=False))
 
     def new_path(director: Director, out: Path) -> FilmPreview:
         cache = FilmPreview(director.root)
-        cache.write(director.film_segments(strict=False),
-                    lambda segment: director.store.frames(segment.shot_id, segment.take.id), out,
+        segments = director.film_segments(strict=False)
+        cache.write(segments, director._export_frames(segments), out,
                     keep_takes=[take for shot in director.project.shots for take in shot.takes])
         return cache
 

@@ -7,9 +7,9 @@ import pytest
 
 from svi_studio.director import Director
 from svi_studio.engines import load_engine
-from svi_studio.export import export_film
+from svi_studio.export import ExportOptions, export_film
 from svi_studio.film_preview import SEGMENTS_DIR, FilmPreview, PreviewError, count_frames
-from svi_studio.video_io import read_frames
+from svi_studio.video_io import iter_frames, probe
 
 
 PROMPTS = ["a cat on a windowsill, slow push in", "the dog runs across the garden, pan left",
@@ -46,7 +46,8 @@ def test_preview_matches_the_old_whole_film_encode(tmp_path, reference_image):
     director = draft_film(tmp_path / "film", reference_image, shots=3)
     out = director.preview()
     old = tmp_path / "old.mp4"
-    export_film(director, old, segments=director.film_segments(strict=False), quality="preview", write_timeline=False)
+    segments = director.film_segments(strict=False)
+    export_film(segments, director._export_frames(segments), old, ExportOptions(quality="preview", write_timeline=False))
 
     new_frames, old_frames = read_frames(out), read_frames(old)
     assert count_frames(out) == len(new_frames) == stitched_count(director) == 17 + 16 + 16
@@ -149,3 +150,9 @@ def test_failed_join_keeps_the_previous_preview(tmp_path, reference_image, monke
         director.preview()
     assert out.read_bytes() == before
     assert not list(out.parent.glob(".preview.*.tmp.mp4"))
+
+
+def read_frames(path) -> np.ndarray:
+    """Every frame of a small test video, uint8 (T, H, W, 3)."""
+    width, height = probe(path)["size"]
+    return np.stack(list(iter_frames(path, width, height)))
