@@ -112,12 +112,14 @@ class Project:
     settings: ClipSettings = field(default_factory=ClipSettings)
     shots: list[Shot] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
+    revision: int = 0  # bumped by every save (ProjectStore.save): what an editor client last saw
     extra: dict[str, Any] = field(default_factory=dict, repr=False)  # keys this version does not know, kept as read
 
     def to_dict(self) -> dict[str, Any]:
         return {
             **self.extra,
             "schema_version": self.schema_version,
+            "revision": self.revision,
             "name": self.name,
             "reference": self.reference,
             "style_prompt": self.style_prompt,
@@ -168,6 +170,7 @@ class Project:
             settings=settings,
             shots=parsed,
             schema_version=version,
+            revision=max(0, _typed(data, "revision", int, 0)),
             extra={k: v for k, v in data.items() if k not in PROJECT_KEYS},
         )
 
@@ -179,7 +182,7 @@ class Project:
 
 
 SHOT_KEYS = ("prompt", "seed", "seed_locked", "overrides", "anchor_image", "id", "takes", "selected_take")
-PROJECT_KEYS = ("schema_version", "name", "reference", "style_prompt", "negative_prompt", "engine", "settings", "shots")
+PROJECT_KEYS = ("schema_version", "revision", "name", "reference", "style_prompt", "negative_prompt", "engine", "settings", "shots")
 
 
 def _typed(data: dict[str, Any], key: str, kind: type, default: Any) -> Any:

@@ -126,7 +126,9 @@ class ProjectStore:
         return store
 
     def save(self) -> None:
-        """Write project.json atomically (StorageError, with the old file intact, if the disk refuses)."""
+        """Write project.json atomically (StorageError, with the old file intact, if the disk refuses).
+        Every save is a new revision of the project (Project.revision)."""
+        self.project.revision += 1
         try:
             atomic_write_json(self.root / PROJECT_FILE, self.project.to_dict())
         except OSError as error:

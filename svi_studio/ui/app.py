@@ -37,12 +37,12 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from ..engines import default_engine_name
-from . import jobs, runtime, views
+from . import editing, jobs, runtime, views
 from .presenter import CARD_FIELDS, card_key
-from .params import shot_number, true_or_false
+from .params import shot_id, shot_number, true_or_false, whole_number
 from .serving import SHELF_FOLDER, ArrivalOrder, MediaShelf, SecurityHeaders, arrival_of
 from .speed_panel import speed_panel
-from .studio import Studio
+from .studio import Outcome, Studio
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +214,13 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
                 with gr.Row(equal_height=True):
                     render_all = gr.Button("Render all", variant="primary", elem_id="render-all", scale=4)
                     cancel = gr.Button("Cancel", variant="secondary", elem_id="cancel", scale=1, min_width=90)
-                notice = gr.Markdown("", elem_id="job-status")
+                with gr.Row(equal_height=True, elem_id="status-row"):
+                    notice = gr.Markdown("", elem_id="job-status")
+                    c["undo"] = gr.Button(blank["undo"][0], interactive=False, size="sm", elem_id="undo",
+                                          scale=0, min_width=90)
+                    c["redo"] = gr.Button(blank["redo"][0], interactive=False, size="sm", elem_id="redo",
+                                          scale=0, min_width=90)
+                c["revision"] = gr.Textbox(blank["revision"], visible=False, elem_id="project-revision")
                 with gr.Row(equal_height=False):
                     c["preview"] = gr.Video(label="Film so far", interactive=False, height=240, scale=3,
                                             elem_id="film-preview", loop=False)
@@ -270,7 +276,8 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
             return trigger(handler, inputs=form + list(extra_inputs), outputs=outputs, **settings)
 
         def on_job(trigger, make_job):
-            def handler(request: gr.Request, token, *values, progress=gr.Progress()):
+            # progress must be a positional parameter: Gradio passes gr.Progress only to those.
+            def handler(request: gr.Request, token, progress=gr.Progress(), *values):
                 yield from studio.page_job(token, values, lambda session: make_job(session, progress),
                                            arrival=arrival_of(request))
 
@@ -290,6 +297,13 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
             on(lora_upload.upload, studio.add_style_lora, extra_inputs=[lora_upload],
                concurrency_id=RENDER_GROUP, concurrency_limit=1)
         on(c["add_shot"].click, studio.add_shot)
+        on(c["undo"].click, studio.undo)
+        on(c["redo"].click, studio.redo)
+        # The film preview is rewritten in the background after an edit, and a cancelled render's
+        # badge must come back: a light tick sends whichever of those changed (nothing otherwise).
+        ticker = gr.Timer(1.0)
+        ticker.tick(lambda token: studio.tick(token), inputs=[state],
+                    outputs=[state] + [c[key] for key in studio.tick_keys], **quiet)
         on_job(render_all.click, lambda session, progress: jobs.render_all(session, progress))
         cancel.click(lambda token: studio.page(token, (), studio.cancel, needs_session=False, keys=studio.sync_keys),
                      inputs=[state], outputs=light_view, queue=False, **quiet)
@@ -308,43 +322,53 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
         card_action = gr.Textbox(visible=False, elem_id="card-action")
         card_job = gr.Textbox(visible=False, elem_id="card-job")
         card_sync = gr.Textbox(visible=False, elem_id="card-sync")
+        # Each action names the shot the card showed (its hidden id box) and the project revision
+        # the page last saw: the server finds the shot wherever it is now (see editing.py).
+        revision = c["revision"]
         for index, card in enumerate(cards):
             for trigger in (card["prompt"].blur, card["seed"].blur, card["lock"].input):
                 trigger(None, inputs=None, outputs=[card_sync], js=_action_js("sync", index), **quiet)
             for trigger, kind in ((card["dice"].click, "dice"),
                                   (card["up"].click, "up"), (card["down"].click, "down"),
                                   (card["insert"].click, "insert"), (card["delete"].click, "delete")):
-                trigger(None, inputs=None, outputs=[card_action], js=_action_js(kind, index), **quiet)
-            card["takes"].input(None, inputs=[card["takes"]], outputs=[card_action],
+                trigger(None, inputs=[card["id"], revision], outputs=[card_action], js=_action_js(kind, index),
+                        **quiet)
+            card["takes"].input(None, inputs=[card["takes"], card["id"], revision], outputs=[card_action],
                                 js=_action_js("take", index, with_value=True), **quiet)
-            card["regen"].click(None, outputs=[card_job], js=_action_js("regenerate", index), **quiet)
-            card["regen_from"].click(None, outputs=[card_job], js=_action_js("regenerate_from", index), **quiet)
+            for button, kind in ((card["regen"], "regenerate"), (card["regen_from"], "regenerate_from")):
+                button.click(None, inputs=[card["id"], revision], outputs=[card_job], js=_action_js(kind, index),
+                             **quiet)
 
         card_actions = {
-            "dice": lambda session, index, value: studio.roll_seed(session, index),
-            "up": lambda session, index, value: studio.move_shot(session, index, -1),
-            "down": lambda session, index, value: studio.move_shot(session, index, 1),
-            "insert": lambda session, index, value: studio.insert_after(session, index),
-            "delete": lambda session, index, value: studio.delete_shot(session, index),
-            "take": lambda session, index, value: studio.select_take(session, index, value),
+            "dice": lambda session, act: studio.roll_seed(session, act.shot_id),
+            "up": lambda session, act: studio.move_shot(session, act.shot_id, -1, act.revision),
+            "down": lambda session, act: studio.move_shot(session, act.shot_id, 1, act.revision),
+            "insert": lambda session, act: studio.insert_after(session, act.shot_id, act.revision),
+            "delete": lambda session, act: studio.delete_shot(session, act.shot_id, act.revision),
+            "take": lambda session, act: studio.select_take(session, act.shot_id, act.value),
         }
 
         def on_card_action(session, raw):
-            kind, index, value = _parse_action(raw, studio.max_shots)
-            if kind not in card_actions:
+            act = editing.parse_card_action(raw, studio.max_shots)
+            if act is None or act.kind not in card_actions:
                 return None
-            return card_actions[kind](session, index, value)
+            if act.shot_id is None:  # a card that was never given a shot (an empty page)
+                return Outcome("That card shows no shot yet; wait for the page to load.")
+            return card_actions[act.kind](session, act)
 
         on(card_action.change, on_card_action, extra_inputs=[card_action], trigger_mode="multiple")
         on(card_sync.change, sync, light=True, trigger_mode="always_last")
 
         def card_job_handler(session, progress, raw=None):
-            kind, index, _ = _parse_action(raw, studio.max_shots)
-            if kind not in ("regenerate", "regenerate_from"):
+            act = editing.parse_card_action(raw, studio.max_shots)
+            if act is None or act.kind not in ("regenerate", "regenerate_from") or act.shot_id is None:
                 return iter(())
-            return jobs.regenerate(session, index, cascade=kind == "regenerate_from", progress=progress)
+            with session.lock:
+                index = editing.locate(session.director, act.shot_id)
+                editing.check_reroll(session.director, index)
+            return jobs.regenerate(session, index, cascade=act.kind == "regenerate_from", progress=progress)
 
-        def on_card_job(request: gr.Request, token, *values, progress=gr.Progress()):
+        def on_card_job(request: gr.Request, token, progress=gr.Progress(), *values):
             raw = values[-1]
             yield from studio.page_job(token, values[:-1], lambda session: card_job_handler(session, progress, raw),
                                        arrival=arrival_of(request))
@@ -397,6 +421,7 @@ def _shot_card(index: int, blank: dict[str, Any], c: dict[str, Any]) -> dict[str
                                          elem_id=f"shot-{number}-video", elem_classes=["shot-video"])
                 card["takes"] = gr.Dropdown(label="Take", choices=[], value=None, interactive=True,
                                             elem_id=f"shot-{number}-takes")
+        card["id"] = gr.Textbox(blank[card_key(index, "id")], visible=False, elem_id=f"shot-{number}-id")
     card["group"] = group
     for field in CARD_FIELDS:
         c[card_key(index, field)] = card[field]
@@ -404,27 +429,17 @@ def _shot_card(index: int, blank: dict[str, Any], c: dict[str, Any]) -> dict[str
 
 
 def _action_js(kind: str, index: int, with_value: bool = False) -> str:
-    """Client-side function writing a card action as JSON (a page-wide counter makes each click
-    a change; the clock is not used, so a clock that steps back cannot repeat an action)."""
+    """Client-side function writing a card action as JSON: the card slot, the id of the shot
+    it shows and the project revision the page last saw (the "sync" action, a card losing
+    focus, sends the whole form instead). A page-wide counter makes each click a change; the
+    clock is not used, so a clock that steps back cannot repeat an action."""
     value = "value" if with_value else "null"
-    args = "(value)" if with_value else "()"
-    return (f"{args} => JSON.stringify({{do: {kind!r}, shot: {index}, value: {value}, "
+    args = "(value, id, rev)" if with_value else "(id, rev)"
+    if kind == "sync":
+        args, value = "()", "null"
+    ids = ", id: id, rev: rev" if kind != "sync" else ""
+    return (f"{args} => JSON.stringify({{do: {kind!r}, shot: {index}, value: {value}{ids}, "
             f"n: (window.__sviActions = (window.__sviActions || 0) + 1)}})")
-
-
-def _parse_action(raw: str | None, max_shots: int) -> tuple[str | None, int, Any]:
-    """(kind, shot index, value) of a card action; (None, 0, None) for anything malformed."""
-    import json
-
-    try:
-        data = json.loads(raw or "")
-        kind, index = str(data["do"]), int(data["shot"])
-    except (ValueError, TypeError, KeyError):
-        return None, 0, None
-    if not 0 <= index < max_shots:
-        return None, 0, None
-    value = data.get("value")
-    return kind, index, value if isinstance(value, str) else None
 
 
 def _load_example(studio: Studio, name: str, session):
@@ -459,6 +474,22 @@ def _wire_api(studio: Studio, state, trigger, text, text2, json_in, index, flag,
     endpoint(lambda token, index, take_id: studio.api_call(token, lambda s: studio.select_take(
         s, shot_number(index, len(s.director.project.shots)), take_id)),
              [index, text], "select_take", "Select an earlier take (take id) of shot `index` (0-based).")
+    # Edits by shot id; structural ones name the revision the client last saw (`revision` in
+    # /status) and are refused with "the film changed — …" when the shots changed since.
+    endpoint(lambda token, shot, offset, revision: studio.api_call(token, lambda s: studio.move_shot(
+        s, shot_id(shot), whole_number(offset, "offset"), whole_number(revision, "revision"))),
+             [text, index, number], "move_shot", "Move shot `shot_id` by `offset` places (-1: up, 1: down).")
+    endpoint(lambda token, shot, revision: studio.api_call(token, lambda s: studio.delete_shot(
+        s, shot_id(shot), whole_number(revision, "revision"))),
+             [text, number], "delete_shot", "Delete shot `shot_id` (undo brings it back with its takes).")
+    endpoint(lambda token, shot, revision: studio.api_call(token, lambda s: studio.insert_after(
+        s, shot_id(shot), whole_number(revision, "revision"))),
+             [text, number], "insert_shot", "Insert an empty shot after shot `shot_id`.")
+    endpoint(lambda token, shot, prompt: studio.api_call(token, lambda s: studio.edit_prompt(s, shot_id(shot), prompt)),
+             [text, text2], "edit_shot", "Set the prompt of shot `shot_id`.")
+    endpoint(lambda token: studio.api_call(token, lambda s: studio.undo(s)), [], "undo",
+             "Undo the latest delete, move, insert, prompt edit or take selection.")
+    endpoint(lambda token: studio.api_call(token, lambda s: studio.redo(s)), [], "redo", "Redo what undo undid.")
     endpoint(lambda token: studio.api_call(token, lambda s: studio.status(s)),
              [], "status", "The project: shots with status, takes, seeds, seconds and seam scores.")
     endpoint(lambda token: studio.api_call(token, lambda s: studio.cancel(s)),
@@ -471,6 +502,7 @@ def _wire_api(studio: Studio, state, trigger, text, text2, json_in, index, flag,
     def api_regenerate(token, index, cascade, progress=gr.Progress()):
         def job(session):
             shot = shot_number(index, len(session.director.project.shots))
+            editing.check_reroll(session.director, shot)
             return jobs.regenerate(session, shot, cascade=true_or_false(cascade, "cascade"), progress=progress)
 
         yield from studio.api_job(token, job)

@@ -124,6 +124,7 @@ def _run(session: Session, kind: str, plan: RenderPlan, progress: Any) -> Iterat
                 event = runtime.render_shot(director, index, session.cancel, progress, len(rendered), total,
                                             seed=plan.seeds.get(shot.id))
             except Cancelled:
+                director.rendering.discard(shot.id)  # before the last update: its badge shows its real state
                 preview.wait()
                 yield JobUpdate("cancelled", index, len(rendered), total)
                 return

@@ -18,13 +18,13 @@ import gradio as gr
 from ..director import Director
 from ..engines.base import Engine
 from ..project.model import ProjectError
-from . import views
+from . import editing, views
 from .sessions import Session
 
 SETTING_KEYS = ("steps", "guidance", "motion", "width", "height", "fps", "frames", "loras")
-CARD_FIELDS = ("group", "head", "prompt", "seed", "lock", "video", "takes")
+CARD_FIELDS = ("group", "head", "prompt", "seed", "lock", "video", "takes", "id")
 # How a key's value becomes an update: by the part after the dot (cards) or the key itself.
-UPDATE_KIND = {"group": "visible", "takes": "choices", "add_shot": "interactive",
+UPDATE_KIND = {"group": "visible", "takes": "choices", "add_shot": "interactive", "undo": "button", "redo": "button",
                "video": "file", "preview": "file", "reference": "file"}
 
 
@@ -66,6 +66,8 @@ def blank_model(engine: Engine, max_shots: int) -> dict[str, Any]:
         "preview": None,
         "film": "Upload a reference image, write a prompt for each shot, then press **Render all**.",
         "add_shot": True,
+        "revision": "",
+        "undo": ("Undo", False), "redo": ("Redo", False),
     }
     for index in range(max_shots):
         first = index == 0
@@ -77,6 +79,7 @@ def blank_model(engine: Engine, max_shots: int) -> dict[str, Any]:
             card_key(index, "lock"): False,
             card_key(index, "video"): None,
             card_key(index, "takes"): ((), None),
+            card_key(index, "id"): "",
         })
     return model
 
@@ -100,12 +103,17 @@ def view_model(session: Session, max_shots: int, lora_owners: dict[str, str]) ->
         "preview": file_value(session.preview_path) if any(s.end_s is not None for s in statuses) else None,
         "film": views.film_summary(director, statuses),
         "add_shot": len(project.shots) < max_shots,
+        "revision": str(project.revision),
     }
+    history = editing.history_of(session)
+    model["undo"] = (f"↶ Undo {history.next_undo()}" if history.next_undo() else "↶ Undo", bool(history.next_undo()))
+    model["redo"] = (f"↷ Redo {history.next_redo()}" if history.next_redo() else "↷ Redo", bool(history.next_redo()))
     for index in range(max_shots):
         if index >= len(statuses):
             model.update({card_key(index, "group"): False, card_key(index, "head"): "",
                           card_key(index, "prompt"): "", card_key(index, "seed"): "", card_key(index, "lock"): False,
-                          card_key(index, "video"): None, card_key(index, "takes"): ((), None)})
+                          card_key(index, "video"): None, card_key(index, "takes"): ((), None),
+                          card_key(index, "id"): ""})
             continue
         status = statuses[index]
         shot = project.shots[index]
@@ -118,6 +126,7 @@ def view_model(session: Session, max_shots: int, lora_owners: dict[str, str]) ->
             card_key(index, "lock"): bool(shot.seed_locked),
             card_key(index, "video"): file_value(status.clip_path),
             card_key(index, "takes"): (take_choices(director, index), shot.selected_take),
+            card_key(index, "id"): shot.id,
         })
     return model
 
@@ -142,6 +151,9 @@ def make_update(key: str, value: Any, publish: Callable[[str], str | None] = str
         return gr.update(visible=value)
     if kind == "interactive":
         return gr.update(interactive=value)
+    if kind == "button":
+        label, enabled = value
+        return gr.update(value=label, interactive=enabled)
     if kind == "choices":
         choices, selected = value
         return gr.update(choices=list(choices), value=selected)
