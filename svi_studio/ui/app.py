@@ -217,9 +217,9 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
                 with gr.Row(equal_height=True, elem_id="status-row"):
                     notice = gr.Markdown("", elem_id="job-status")
                     c["undo"] = gr.Button(blank["undo"][0], interactive=False, size="sm", elem_id="undo",
-                                          scale=0, min_width=90)
+                                          scale=0, min_width=190)
                     c["redo"] = gr.Button(blank["redo"][0], interactive=False, size="sm", elem_id="redo",
-                                          scale=0, min_width=90)
+                                          scale=0, min_width=150)
                 c["revision"] = gr.Textbox(blank["revision"], visible=False, elem_id="project-revision")
                 with gr.Row(equal_height=False):
                     c["preview"] = gr.Video(label="Film so far", interactive=False, height=240, scale=3,

@@ -127,8 +127,10 @@ class Studio:
         # frequent syncs list only these.
         self.sync_keys = (["film", "revision", "undo", "redo"]
                           + [card_key(i, f) for i in range(max_shots) for f in ("head", "seed")])
-        # What the timer refreshes: the preview written in the background, badges (a cancelled render).
-        self.tick_keys = ["preview", "film"] + [card_key(i, "head") for i in range(max_shots)]
+        # What the timer refreshes: the preview written in the background, badges (a cancelled
+        # render), a prompt saved onto a shot whose card moved before the edit arrived. A box the
+        # user is typing in is never touched: its saved value is what the page was last sent.
+        self.tick_keys = ["preview", "film"] + [card_key(i, f) for i in range(max_shots) for f in ("head", "prompt")]
         self.form_keys = (list(STORY_KEYS) + list(SETTING_FIELDS) + ["loras"]
                           + [card_key(i, f) for f in ("prompt", "seed", "lock", "id") for i in range(max_shots)])
         self.presets = preset_order(list_project_presets())
