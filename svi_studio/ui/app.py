@@ -284,8 +284,24 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
             return trigger(handler, inputs=form, outputs=view, concurrency_id=RENDER_GROUP, concurrency_limit=1,
                            show_progress="full", show_progress_on=[notice], api_visibility="private")
 
+        def busy(trigger, buttons, working):
+            """Before a slow action: say on the status line that it is working and disable the
+            buttons that would conflict with it. Returns the trigger to hang the action on and
+            the step that turns the buttons back on (hang it on the action with .then)."""
+            before = trigger(lambda: [gr.update(value=f"⏳ {working}")] + [gr.update(interactive=False)] * len(buttons),
+                             outputs=[notice] + buttons, queue=False, **quiet)
+
+            def after(dependency):
+                enable = [gr.update(interactive=True)] * len(buttons)
+                dependency.then(lambda: enable if len(enable) > 1 else enable[0], outputs=buttons,
+                                queue=False, **quiet)
+            return before.then, after
+
+        project_buttons = [new_project, download_project, upload_project] + [b for _, b in example_buttons]
         sync = studio.sync
-        on(reference_upload.upload, studio.set_reference, extra_inputs=[reference_upload])
+        then, after = busy(reference_upload.upload, [reference_upload, render_all], "Reading the reference image…")
+        after(on(then, studio.set_reference, extra_inputs=[reference_upload], show_progress="full",
+                 show_progress_on=[notice]))
         for key in ("style", "negative"):
             on(c[key].blur, sync, light=True)
         for key in ("width", "height", "fps", "loras"):
@@ -307,13 +323,18 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
         on_job(render_all.click, lambda session, progress: jobs.render_all(session, progress))
         cancel.click(lambda token: studio.page(token, (), studio.cancel, needs_session=False, keys=studio.sync_keys),
                      inputs=[state], outputs=light_view, queue=False, **quiet)
-        on(export.click, studio.page_export, extra_inputs=[audio, crossfade], extra_outputs=[export_file],
-           concurrency_id=EXPORT_GROUP, concurrency_limit=1, show_progress="full", show_progress_on=[export_file])
+        then, after = busy(export.click, [export], "Exporting the film…")
+        after(on(then, studio.page_export, extra_inputs=[audio, crossfade], extra_outputs=[export_file],
+                 concurrency_id=EXPORT_GROUP, concurrency_limit=1, show_progress="full",
+                 show_progress_on=[export_file, notice]))
         for name, button in example_buttons:
             on(button.click, partial(_load_example, studio, name), needs_session=False)
         on(new_project.click, lambda session: studio.new_project(session), needs_session=False)
         on(download_project.click, studio.page_download_project, extra_outputs=[project_file])
-        on(upload_project.upload, studio.upload_project, extra_inputs=[upload_project], needs_session=False)
+        then, after = busy(upload_project.upload, project_buttons + [render_all, reference_upload],
+                           "Opening the project zip…")
+        after(on(then, studio.upload_project, extra_inputs=[upload_project], needs_session=False,
+                 show_progress="full", show_progress_on=[notice]))
 
         # Card events go through a client-side hop: each card control writes a small JSON
         # action ({"do": "up", "shot": 2, …}) into a hidden box, and one server event per box

@@ -179,3 +179,23 @@ def test_after_cancel_the_badge_leaves_rendering_within_a_second(page, editor_ap
     assert time.time() - clicked < 1.5
     page.screenshot(path=str(ARTIFACTS / "07-cancelled.png"), full_page=True)
     assert "missing" in page.inner_text("#shot-1-head").lower()
+
+
+def test_export_shows_it_is_working_and_disables_its_button(page, editor_app, monkeypatch):
+    from svi_studio.project.model import ProjectError
+
+    studio = editor_app[1].studio
+
+    def slow_export(session, audio, crossfade):
+        time.sleep(2.0)
+        raise ProjectError("nothing to export in this test")
+
+    monkeypatch.setattr(studio, "export", slow_export)
+    four_shot_film(page, editor_app)
+    page.click("#export-button")
+    page.wait_for_function("() => document.querySelector('#job-status').innerText.includes('Exporting the film')",
+                           timeout=1_000)
+    assert page.locator("#export-button").is_disabled()
+    page.screenshot(path=str(ARTIFACTS / "08-exporting.png"), full_page=True)
+    page.wait_for_function("() => document.querySelector('#job-status').innerText.toLowerCase().includes('nothing to export')")
+    page.wait_for_function("() => !document.querySelector('#export-button').disabled", timeout=3_000)
