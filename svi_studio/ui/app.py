@@ -37,11 +37,12 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from ..engines import default_engine_name
-from . import editing, jobs, runtime, views
+from . import editing, jobs, projects, runtime, views
 from .presenter import CARD_FIELDS, card_key
 from .params import shot_id, shot_number, true_or_false, whole_number
 from .serving import SHELF_FOLDER, ArrivalOrder, MediaShelf, SecurityHeaders, arrival_of
 from .speed_panel import speed_panel
+from ..project.model import ProjectError
 from .studio import Outcome, Studio
 
 log = logging.getLogger(__name__)
@@ -208,6 +209,17 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
                                                          elem_id="upload-project")
                     project_file = gr.File(label="Project zip", elem_id="project-file", interactive=False,
                                            visible=False)
+                with gr.Accordion("Projects", open=False, elem_id="projects"):
+                    project_list = gr.Dropdown(label="This browser's projects", choices=[], value=None,
+                                               interactive=True, elem_id="project-list")
+                    project_name = gr.Textbox(label="Name of the open project", max_lines=1, elem_id="project-name")
+                    with gr.Row():
+                        open_button = gr.Button("Open", size="sm", elem_id="project-open")
+                        rename_button = gr.Button("Rename", size="sm", elem_id="project-rename")
+                        duplicate_button = gr.Button("Duplicate", size="sm", elem_id="project-duplicate")
+                        delete_button = gr.Button("Delete…", size="sm", variant="stop", elem_id="project-delete")
+                browser = gr.BrowserState(dict(projects.EMPTY), storage_key=projects.BROWSER_KEY,
+                                          secret=projects.browser_secret(data_dir))
 
             # -- right: render controls, film, shot cards ---------------------------------------
             with gr.Column(scale=8, elem_id="right-panel"):
@@ -336,6 +348,9 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
         after(on(then, studio.upload_project, extra_inputs=[upload_project], needs_session=False,
                  show_progress="full", show_progress_on=[notice]))
 
+        _wire_projects(studio, demo, state, browser, view, project_list, project_name, open_button,
+                       rename_button, duplicate_button, delete_button, on)
+
         # Card events go through a client-side hop: each card control writes a small JSON
         # action ({"do": "up", "shot": 2, …}) into a hidden box, and one server event per box
         # handles them all. That keeps the page config small (a card's events would otherwise
@@ -406,6 +421,69 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
     demo.data_dir = data_dir
     demo.max_upload_bytes = int(upload_mb * 2**20) if upload_mb else None
     return demo
+
+
+def _wire_projects(studio: Studio, demo, state, browser, view, project_list, project_name, open_button,
+                   rename_button, duplicate_button, delete_button, on) -> None:
+    """This browser's projects (projects.py): reopened on load, remembered when opened."""
+    registry = studio.registry
+    skips = [gr.skip()] * (len(view) - 1)
+
+    def listed(stored, token):
+        return gr.update(choices=projects.listing(registry, stored), value=token)
+
+    def on_load(stored):
+        opened, _ = projects.stored_tokens(stored)
+        session = registry.get(opened) if opened else None
+        if session is None:
+            return [None, *skips, listed(stored, None)]
+        session.shown = dict(studio.blank)  # a fresh page shows nothing yet: send it everything
+        notice = f"Reopened “{session.director.project.name}”."
+        return studio.view(session, notice) + [listed(stored, opened)]
+
+    demo.load(on_load, inputs=[browser], outputs=view + [project_list], show_progress="hidden",
+              api_visibility="private")
+
+    def on_state(token, stored):
+        stored = projects.remember(stored, token)
+        return stored, listed(stored, token)
+
+    state.change(on_state, inputs=[state, browser], outputs=[browser, project_list], show_progress="hidden",
+                 api_visibility="private")
+
+    def open_project(session, stored, token):
+        chosen = projects.remembered_session(registry, stored, token)
+        return Outcome(f"Opened “{chosen.director.project.name}”.", session=chosen)
+
+    def rename(session, name):
+        session.director.set_story(name=str(name or ""))
+        return Outcome(f"Renamed to “{session.director.project.name}”.")
+
+    def duplicate(session):
+        return Outcome("Duplicated: you are now editing the copy.", session=projects.duplicate(registry, session))
+
+    on(open_button.click, open_project, extra_inputs=[browser, project_list], needs_session=False)
+    on(rename_button.click, rename, extra_inputs=[project_name]).then(
+        listed, inputs=[browser, state], outputs=[project_list], show_progress="hidden", api_visibility="private")
+    on(duplicate_button.click, duplicate)
+
+    def delete_project(token, chosen, stored):
+        try:
+            session = projects.remembered_session(registry, stored, chosen)
+            projects.delete(registry, session)
+        except ProjectError as error:
+            return [token, gr.update(value="⚠ " + studio.message(error)), *skips[1:], stored, gr.skip()]
+        stored = projects.forget(stored, chosen)
+        if chosen == token:  # the open project: start a new one
+            fresh = registry.create()
+            fresh.shown = dict(studio.blank)
+            return studio.view(fresh, "Project deleted; a new project is open.") + [stored, listed(stored, None)]
+        return [token, gr.update(value="Project deleted."), *skips[1:], stored, listed(stored, token)]
+
+    delete_button.click(delete_project, inputs=[state, project_list, browser], outputs=view + [browser, project_list],
+                        js="(token, chosen, stored) => [token, chosen && confirm('Delete this project and every "
+                           "take in it? This cannot be undone.') ? chosen : null, stored]",
+                        show_progress="hidden", api_visibility="private")
 
 
 def _shot_card(index: int, blank: dict[str, Any], c: dict[str, Any]) -> dict[str, Any]:

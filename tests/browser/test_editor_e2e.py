@@ -199,3 +199,55 @@ def test_export_shows_it_is_working_and_disables_its_button(page, editor_app, mo
     page.screenshot(path=str(ARTIFACTS / "08-exporting.png"), full_page=True)
     page.wait_for_function("() => document.querySelector('#job-status').innerText.toLowerCase().includes('nothing to export')")
     page.wait_for_function("() => !document.querySelector('#export-button').disabled", timeout=3_000)
+
+
+def test_reload_and_server_restart_reopen_the_project(tmp_path):
+    """The browser remembers its project: a reload reopens it, and so does a new server process
+    on the same data folder (here: the app rebuilt and served again on the same port)."""
+    from conftest import free_port
+    from svi_studio.ui import build_app, launch_app
+
+    data, port = tmp_path / "data", free_port()
+    url = f"http://127.0.0.1:{port}/"
+    demo = build_app("draft", data, max_shots=6)
+    launch_app(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1100})
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        try:
+            page.goto(url)
+            page.wait_for_selector("#render-all")
+            page.click("#example-cat-adventure")
+            page.wait_for_function("() => document.querySelector('#job-status').innerText.includes('Loaded example')")
+            box = page.locator("#shot-2-prompt textarea")
+            box.fill("edited before the reload")
+            box.blur()
+            page.wait_for_timeout(1500)
+
+            page.reload()
+            page.wait_for_function("() => (document.querySelector('#job-status')?.innerText ?? '').includes('Reopened')")
+            assert page.locator("#shot-2-prompt textarea").input_value() == "edited before the reload"
+            page.screenshot(path=str(ARTIFACTS / "09-reloaded.png"), full_page=True)
+
+            demo.close()  # the server goes away…
+            demo = build_app("draft", data, max_shots=6)  # …and a new one starts on the same folder
+            launch_app(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
+            page.goto(url)
+            page.wait_for_function("() => (document.querySelector('#job-status')?.innerText ?? '').includes('Reopened')")
+            assert page.locator("#shot-2-prompt textarea").input_value() == "edited before the reload"
+            page.click("#projects")
+            page.wait_for_function(
+                "() => (document.querySelector('#project-list input')?.value ?? '').includes('Cat Adventure')")
+            page.screenshot(path=str(ARTIFACTS / "10-after-restart.png"), full_page=True)
+
+            other = browser.new_context().new_page()  # another browser: its own, empty list
+            other.goto(url)
+            other.wait_for_selector("#render-all")
+            other.wait_for_timeout(1500)
+            assert other.locator("#shot-2-prompt textarea").count() == 0 or \
+                other.locator("#shot-2-prompt textarea").input_value() != "edited before the reload"
+        finally:
+            browser.close()
+            demo.close()
