@@ -207,10 +207,10 @@ class Studio:
         slot_of = {shown.get(card_key(j, "id")): j for j in range(self.max_shots) if shown.get(card_key(j, "id"))}
         for slot in range(self.max_shots):
             shot_id = form.get(card_key(slot, "id"))
-            if not shot_id:  # a form without ids (an old client): the card's position names the shot
-                shot_id = director.project.shots[slot].id if slot < len(director.project.shots) else None
-                if shot_id is None or card_key(slot, "id") in form:
+            if not shot_id:  # a page that was never sent a shot (a blank page's first card): its position names it
+                if slot >= len(director.project.shots):
                     continue
+                shot_id = director.project.shots[slot].id
             was = slot_of.get(shot_id, slot)  # the slot the page was last sent this shot in
             fields = [f for f in ("prompt", "seed", "lock") if card_key(slot, f) in form
                       and not same_value(form[card_key(slot, f)], shown.get(card_key(was, f)))]
