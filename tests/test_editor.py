@@ -19,7 +19,7 @@ from svi_studio.project.history import HISTORY_FILE, History  # noqa: E402
 from svi_studio.project.status import RENDERING  # noqa: E402
 from svi_studio.ui import jobs, runtime, views  # noqa: E402
 from svi_studio.ui.app import build_app  # noqa: E402
-from svi_studio.ui.presenter import card_key  # noqa: E402
+from svi_studio.ui.presenter import REGENERATE, REGENERATE_LOCKED, card_key  # noqa: E402
 from svi_studio.ui.studio import Studio  # noqa: E402
 
 from conftest import serve_app  # noqa: E402
@@ -281,8 +281,11 @@ def test_rerolling_a_locked_unchanged_shot_is_refused_without_a_new_take(studio,
     assert "seed is locked" in outputs[-1][1]["value"] and "Lock seed" in outputs[-1][1]["value"]
     assert director.project.to_dict()["shots"] == before
     assert [s.status for s in director.statuses()] == ["fresh", "fresh"]
+    assert session.shown["c0.regen"] == (REGENERATE_LOCKED, False)  # the button says so
     director.set_shot(0, prompt="one, changed")  # a changed recipe is re-rendered even when locked
     editing.check_reroll(director, 0)
+    studio.view(session, "")
+    assert session.shown["c0.regen"] == (REGENERATE, True)
 
 
 def test_the_card_shows_the_selected_takes_seed_and_prompt(studio, reference_image):

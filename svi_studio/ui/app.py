@@ -38,7 +38,7 @@ from starlette.middleware import Middleware
 
 from ..engines import default_engine_name
 from . import editing, jobs, projects, runtime, views
-from .presenter import CARD_FIELDS, card_key
+from .presenter import CARD_FIELDS, REGENERATE, card_key
 from .params import shot_id, shot_number, true_or_false, whole_number
 from .serving import SHELF_FOLDER, ArrivalOrder, MediaShelf, SecurityHeaders, arrival_of
 from .speed_panel import speed_panel
@@ -505,7 +505,7 @@ def _shot_card(index: int, blank: dict[str, Any], c: dict[str, Any]) -> dict[str
                     card["lock"] = gr.Checkbox(label="Lock seed", elem_id=f"shot-{number}-lock", scale=1, min_width=130,
                                                container=False)
                 with gr.Row():
-                    card["regen"] = gr.Button("Regenerate this shot", size="sm", elem_id=f"shot-{number}-regenerate")
+                    card["regen"] = gr.Button(REGENERATE, size="sm", elem_id=f"shot-{number}-regenerate")
                     card["regen_from"] = gr.Button("Regenerate from here", size="sm",
                                                    elem_id=f"shot-{number}-regenerate-from")
                 with gr.Row():

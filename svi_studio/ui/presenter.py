@@ -18,13 +18,17 @@ import gradio as gr
 from ..director import Director
 from ..engines.base import Engine
 from ..project.model import ProjectError
+from ..project.status import FRESH
 from . import editing, views
 from .sessions import Session
 
 SETTING_KEYS = ("steps", "guidance", "motion", "width", "height", "fps", "frames", "loras")
-CARD_FIELDS = ("group", "head", "prompt", "seed", "lock", "video", "takes", "id")
+CARD_FIELDS = ("group", "head", "prompt", "seed", "lock", "video", "takes", "id", "regen")
+REGENERATE = "Regenerate this shot"
+REGENERATE_LOCKED = "Seed locked: untick Lock seed to re-roll"
 # How a key's value becomes an update: by the part after the dot (cards) or the key itself.
 UPDATE_KIND = {"group": "visible", "takes": "choices", "add_shot": "interactive", "undo": "button", "redo": "button",
+               "regen": "button",
                "video": "file", "preview": "file", "reference": "file"}
 
 
@@ -80,6 +84,7 @@ def blank_model(engine: Engine, max_shots: int) -> dict[str, Any]:
             card_key(index, "video"): None,
             card_key(index, "takes"): ((), None),
             card_key(index, "id"): "",
+            card_key(index, "regen"): (REGENERATE, True),
         })
     return model
 
@@ -113,7 +118,7 @@ def view_model(session: Session, max_shots: int, lora_owners: dict[str, str]) ->
             model.update({card_key(index, "group"): False, card_key(index, "head"): "",
                           card_key(index, "prompt"): "", card_key(index, "seed"): "", card_key(index, "lock"): False,
                           card_key(index, "video"): None, card_key(index, "takes"): ((), None),
-                          card_key(index, "id"): ""})
+                          card_key(index, "id"): "", card_key(index, "regen"): (REGENERATE, True)})
             continue
         status = statuses[index]
         shot = project.shots[index]
@@ -127,6 +132,9 @@ def view_model(session: Session, max_shots: int, lora_owners: dict[str, str]) ->
             card_key(index, "video"): file_value(status.clip_path),
             card_key(index, "takes"): (take_choices(director, index), shot.selected_take),
             card_key(index, "id"): shot.id,
+            # A locked seed and an up-to-date take: a re-roll would make the same clip.
+            card_key(index, "regen"): ((REGENERATE_LOCKED, False) if shot.seed_locked and status.status == FRESH
+                                       else (REGENERATE, True)),
         })
     return model
 
