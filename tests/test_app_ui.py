@@ -23,7 +23,7 @@ from svi_studio.engines.base import Cancelled, OutOfMemory  # noqa: E402
 from svi_studio.project.model import ProjectError  # noqa: E402
 from svi_studio.settings import ClipSettings  # noqa: E402
 from svi_studio.ui import gpu, jobs, runtime, uploads, views  # noqa: E402
-from svi_studio.ui.app import _parse_action  # noqa: E402
+from svi_studio.ui.editing import parse_card_action  # noqa: E402
 from svi_studio.ui.sessions import CancelFlag  # noqa: E402
 from svi_studio.ui.studio import Studio  # noqa: E402
 from svi_studio.video_io import probe  # noqa: E402
@@ -210,8 +210,9 @@ def test_crafted_requests_cannot_reach_another_session(server, reference_png):
     with pytest.raises(ProjectError):
         studio.registry.folder("../" + victim_token)
     assert studio.registry.get("0" * 32) is None
-    assert _parse_action('{"do": "delete", "shot": -1}', 6) == (None, 0, None)
-    assert _parse_action("not json", 6) == (None, 0, None)
+    assert parse_card_action('{"do": "delete", "shot": -1}', 6) is None
+    assert parse_card_action("not json", 6) is None
+    assert parse_card_action('{"do": "delete", "shot": 0, "id": 7, "rev": "x"}', 6).shot_id is None
     assert victim.predict(api_name="/status")["shots"][0]["prompt"] == "victim's secret shot"
 
 

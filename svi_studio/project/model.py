@@ -190,12 +190,14 @@ class Project:
     shots: list[Shot] = field(default_factory=list)
     media: dict[str, str] = field(default_factory=dict)  # film-wide conditions: "pose_video" → file, cut per shot
     schema_version: int = SCHEMA_VERSION
+    revision: int = 0  # bumped by every save (ProjectStore.save): what an editor client last saw
     extra: dict[str, Any] = field(default_factory=dict, repr=False)  # keys this version does not know, kept as read
 
     def to_dict(self) -> dict[str, Any]:
         return {
             **self.extra,
             "schema_version": self.schema_version,
+            "revision": self.revision,
             "name": self.name,
             "reference": self.reference,
             "style_prompt": self.style_prompt,
@@ -252,6 +254,7 @@ class Project:
             shots=parsed,
             media=_media(data),
             schema_version=version,
+            revision=max(0, _typed(data, "revision", int, 0)),
             extra={k: v for k, v in data.items() if k not in PROJECT_KEYS},
         )
 
@@ -277,7 +280,7 @@ def _media(data: dict[str, Any], owner: str = "the film") -> dict[str, str]:
     return {role: check_project_path(path, f"{owner}'s {role[:40]}") for role, path in media.items()}
 
 
-PROJECT_KEYS = ("schema_version", "name", "reference", "style_prompt", "negative_prompt", "engine", "settings", "shots",
+PROJECT_KEYS = ("schema_version", "revision", "name", "reference", "style_prompt", "negative_prompt", "engine", "settings", "shots",
                 "media")
 
 

@@ -362,7 +362,8 @@ class ProjectStore:
         """Write project.json atomically. If that fails (StorageError when the disk refuses; ProjectError
         when the project could not be opened again, e.g. over the shot limit), project.json is left as it
         was and the in-memory project returns to what it holds: what the app and `status` show is what
-        is on disk."""
+        is on disk. Every save is a new revision of the project (Project.revision)."""
+        self.project.revision += 1
         data = self.project.to_dict()
         try:
             Project.from_dict(copy.deepcopy(data))  # never write a project file the loader would refuse

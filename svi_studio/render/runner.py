@@ -63,6 +63,7 @@ def run_job(director: "Director", plan: RenderPlan, render_one: RenderOne, cance
             yield ShotStarted(index, shot.id, len(rendered), size)
             event = render_one(index, len(rendered), size, plan.seeds.get(shot.id))
         except Cancelled:
+            director.rendering.discard(shot.id)  # before the last event: the shot's badge shows its real state
             yield DoneEvent(rendered=rendered, cancelled=True)
             return
         finally:

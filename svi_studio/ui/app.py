@@ -39,12 +39,13 @@ from starlette.middleware import Middleware
 from ..engines import default_engine_name
 from ..engines.request import CONDITION_LABELS
 from ..project.model import max_shots as project_max_shots
-from . import jobs, runtime, views
-from .presenter import CARD_FIELDS, CARD_MEDIA, card_key
-from .params import shot_number, true_or_false
+from . import editing, jobs, projects, runtime, views
+from .presenter import CARD_FIELDS, CARD_MEDIA, REGENERATE, card_key
+from .params import shot_id, shot_number, true_or_false, whole_number
 from .serving import SHELF_FOLDER, ArrivalOrder, MediaShelf, SecurityHeaders, arrival_of
 from .speed_panel import speed_panel
-from .studio import Studio
+from ..project.model import ProjectError
+from .studio import Outcome, Studio
 
 log = logging.getLogger(__name__)
 
@@ -209,13 +210,30 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
                                                          elem_id="upload-project")
                     project_file = gr.File(label="Project zip", elem_id="project-file", interactive=False,
                                            visible=False)
+                with gr.Accordion("Projects", open=False, elem_id="projects"):
+                    project_list = gr.Dropdown(label="This browser's projects", choices=[], value=None,
+                                               interactive=True, elem_id="project-list")
+                    project_name = gr.Textbox(label="Name of the open project", max_lines=1, elem_id="project-name")
+                    with gr.Row():
+                        open_button = gr.Button("Open", size="sm", elem_id="project-open")
+                        rename_button = gr.Button("Rename", size="sm", elem_id="project-rename")
+                        duplicate_button = gr.Button("Duplicate", size="sm", elem_id="project-duplicate")
+                        delete_button = gr.Button("Delete…", size="sm", variant="stop", elem_id="project-delete")
+                browser = gr.BrowserState(dict(projects.EMPTY), storage_key=projects.BROWSER_KEY,
+                                          secret=projects.browser_secret(data_dir))
 
             # -- right: render controls, film, shot cards ---------------------------------------
             with gr.Column(scale=8, elem_id="right-panel"):
                 with gr.Row(equal_height=True):
                     render_all = gr.Button("Render all", variant="primary", elem_id="render-all", scale=4)
                     cancel = gr.Button("Cancel", variant="secondary", elem_id="cancel", scale=1, min_width=90)
-                notice = gr.Markdown("", elem_id="job-status")
+                with gr.Row(equal_height=True, elem_id="status-row"):
+                    notice = gr.Markdown("", elem_id="job-status")
+                    c["undo"] = gr.Button(blank["undo"][0], interactive=False, size="sm", elem_id="undo",
+                                          scale=0, min_width=190)
+                    c["redo"] = gr.Button(blank["redo"][0], interactive=False, size="sm", elem_id="redo",
+                                          scale=0, min_width=150)
+                c["revision"] = gr.Textbox(blank["revision"], visible=False, elem_id="project-revision")
                 with gr.Row(equal_height=False):
                     c["preview"] = gr.Video(label="Film so far", interactive=False, height=240, scale=3,
                                             elem_id="film-preview", loop=False)
@@ -271,15 +289,32 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
             return trigger(handler, inputs=form + list(extra_inputs), outputs=outputs, **settings)
 
         def on_job(trigger, make_job):
-            def handler(request: gr.Request, token, *values, progress=gr.Progress()):
+            # progress must be a positional parameter: Gradio passes gr.Progress only to those.
+            def handler(request: gr.Request, token, progress=gr.Progress(), *values):
                 yield from studio.page_job(token, values, lambda session: make_job(session, progress),
                                            arrival=arrival_of(request))
 
             return trigger(handler, inputs=form, outputs=view, concurrency_id=RENDER_GROUP, concurrency_limit=1,
                            show_progress="full", show_progress_on=[notice], api_visibility="private")
 
+        def busy(trigger, buttons, working):
+            """Before a slow action: say on the status line that it is working and disable the
+            buttons that would conflict with it. Returns the trigger to hang the action on and
+            the step that turns the buttons back on (hang it on the action with .then)."""
+            before = trigger(lambda: [gr.update(value=f"⏳ {working}")] + [gr.update(interactive=False)] * len(buttons),
+                             outputs=[notice] + buttons, queue=False, **quiet)
+
+            def after(dependency):
+                enable = [gr.update(interactive=True)] * len(buttons)
+                dependency.then(lambda: enable if len(enable) > 1 else enable[0], outputs=buttons,
+                                queue=False, **quiet)
+            return before.then, after
+
+        project_buttons = [new_project, download_project, upload_project] + [b for _, b in example_buttons]
         sync = studio.sync
-        on(reference_upload.upload, studio.set_reference, extra_inputs=[reference_upload])
+        then, after = busy(reference_upload.upload, [reference_upload, render_all], "Reading the reference image…")
+        after(on(then, studio.set_reference, extra_inputs=[reference_upload], show_progress="full",
+                 show_progress_on=[notice]))
         for key in ("style", "negative"):
             on(c[key].blur, sync, light=True)
         for key in ("width", "height", "fps", "loras"):
@@ -291,16 +326,31 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
             on(lora_upload.upload, studio.add_style_lora, extra_inputs=[lora_upload],
                concurrency_id=RENDER_GROUP, concurrency_limit=1)
         on(c["add_shot"].click, studio.add_shot)
+        on(c["undo"].click, studio.undo)
+        on(c["redo"].click, studio.redo)
+        # The film preview is rewritten in the background after an edit, and a cancelled render's
+        # badge must come back: a light tick sends whichever of those changed (nothing otherwise).
+        ticker = gr.Timer(1.0)
+        ticker.tick(lambda token: studio.tick(token), inputs=[state],
+                    outputs=[state] + [c[key] for key in studio.tick_keys], **quiet)
         on_job(render_all.click, lambda session, progress: jobs.render_all(session, progress))
         cancel.click(lambda token: studio.page(token, (), studio.cancel, needs_session=False, keys=studio.sync_keys),
                      inputs=[state], outputs=light_view, queue=False, **quiet)
-        on(export.click, studio.page_export, extra_inputs=[audio, crossfade], extra_outputs=[export_file],
-           concurrency_id=EXPORT_GROUP, concurrency_limit=1, show_progress="full", show_progress_on=[export_file])
+        then, after = busy(export.click, [export], "Exporting the film…")
+        after(on(then, studio.page_export, extra_inputs=[audio, crossfade], extra_outputs=[export_file],
+                 concurrency_id=EXPORT_GROUP, concurrency_limit=1, show_progress="full",
+                 show_progress_on=[export_file, notice]))
         for name, button in example_buttons:
             on(button.click, partial(_load_example, studio, name), needs_session=False)
         on(new_project.click, lambda session: studio.new_project(session), needs_session=False)
         on(download_project.click, studio.page_download_project, extra_outputs=[project_file])
-        on(upload_project.upload, studio.upload_project, extra_inputs=[upload_project], needs_session=False)
+        then, after = busy(upload_project.upload, project_buttons + [render_all, reference_upload],
+                           "Opening the project zip…")
+        after(on(then, studio.upload_project, extra_inputs=[upload_project], needs_session=False,
+                 show_progress="full", show_progress_on=[notice]))
+
+        _wire_projects(studio, demo, state, browser, view, project_list, project_name, open_button,
+                       rename_button, duplicate_button, delete_button, on)
 
         # Card events go through a client-side hop: each card control writes a small JSON
         # action ({"do": "up", "shot": 2, …}) into a hidden box, and one server event per box
@@ -309,48 +359,59 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
         card_action = gr.Textbox(visible=False, elem_id="card-action")
         card_job = gr.Textbox(visible=False, elem_id="card-job")
         card_sync = gr.Textbox(visible=False, elem_id="card-sync")
+        # Each action names the shot the card showed (its hidden id box) and the project revision
+        # the page last saw: the server finds the shot wherever it is now (see editing.py).
+        revision = c["revision"]
         for index, card in enumerate(cards):
             for trigger in (card["prompt"].blur, card["seed"].blur, card["lock"].input):
                 trigger(None, inputs=None, outputs=[card_sync], js=_action_js("sync", index), **quiet)
             for trigger, kind in ((card["dice"].click, "dice"),
                                   (card["up"].click, "up"), (card["down"].click, "down"),
                                   (card["insert"].click, "insert"), (card["delete"].click, "delete")):
-                trigger(None, inputs=None, outputs=[card_action], js=_action_js(kind, index), **quiet)
-            card["takes"].input(None, inputs=[card["takes"]], outputs=[card_action],
+                trigger(None, inputs=[card["id"], revision], outputs=[card_action], js=_action_js(kind, index),
+                        **quiet)
+            card["takes"].input(None, inputs=[card["takes"], card["id"], revision], outputs=[card_action],
                                 js=_action_js("take", index, with_value=True), **quiet)
-            card["regen"].click(None, outputs=[card_job], js=_action_js("regenerate", index), **quiet)
-            card["regen_from"].click(None, outputs=[card_job], js=_action_js("regenerate_from", index), **quiet)
+            for button, kind in ((card["regen"], "regenerate"), (card["regen_from"], "regenerate_from")):
+                button.click(None, inputs=[card["id"], revision], outputs=[card_job], js=_action_js(kind, index),
+                             **quiet)
             for role in CARD_MEDIA:
                 if role in engine.accepts:  # a file goes up with its own event (a path never travels as text)
                     media = card[role]
-                    on(media.upload, partial(_set_media, studio, index, role), extra_inputs=[media], light=True)
-                    on(media.clear, partial(_set_media, studio, index, role, path=None), light=True)
+                    on(media.upload, partial(_set_media, studio, role), extra_inputs=[card["id"], media], light=True)
+                    on(media.clear, partial(_set_media, studio, role, path=None), extra_inputs=[card["id"]],
+                       light=True)
 
         card_actions = {
-            "dice": lambda session, index, value: studio.roll_seed(session, index),
-            "up": lambda session, index, value: studio.move_shot(session, index, -1),
-            "down": lambda session, index, value: studio.move_shot(session, index, 1),
-            "insert": lambda session, index, value: studio.insert_after(session, index),
-            "delete": lambda session, index, value: studio.delete_shot(session, index),
-            "take": lambda session, index, value: studio.select_take(session, index, value),
+            "dice": lambda session, act: studio.roll_seed(session, act.shot_id),
+            "up": lambda session, act: studio.move_shot(session, act.shot_id, -1, act.revision),
+            "down": lambda session, act: studio.move_shot(session, act.shot_id, 1, act.revision),
+            "insert": lambda session, act: studio.insert_after(session, act.shot_id, act.revision),
+            "delete": lambda session, act: studio.delete_shot(session, act.shot_id, act.revision),
+            "take": lambda session, act: studio.select_take(session, act.shot_id, act.value),
         }
 
         def on_card_action(session, raw):
-            kind, index, value = _parse_action(raw, studio.max_shots)
-            if kind not in card_actions:
+            act = editing.parse_card_action(raw, studio.max_shots)
+            if act is None or act.kind not in card_actions:
                 return None
-            return card_actions[kind](session, index, value)
+            if act.shot_id is None:  # a card that was never given a shot (an empty page)
+                return Outcome("That card shows no shot yet; wait for the page to load.")
+            return card_actions[act.kind](session, act)
 
         on(card_action.change, on_card_action, extra_inputs=[card_action], trigger_mode="multiple")
         on(card_sync.change, sync, light=True, trigger_mode="always_last")
 
         def card_job_handler(session, progress, raw=None):
-            kind, index, _ = _parse_action(raw, studio.max_shots)
-            if kind not in ("regenerate", "regenerate_from"):
+            act = editing.parse_card_action(raw, studio.max_shots)
+            if act is None or act.kind not in ("regenerate", "regenerate_from") or act.shot_id is None:
                 return iter(())
-            return jobs.regenerate(session, index, cascade=kind == "regenerate_from", progress=progress)
+            with session.lock:
+                index = editing.locate(session.director, act.shot_id)
+                editing.check_reroll(session.director, index)
+            return jobs.regenerate(session, index, cascade=act.kind == "regenerate_from", progress=progress)
 
-        def on_card_job(request: gr.Request, token, *values, progress=gr.Progress()):
+        def on_card_job(request: gr.Request, token, progress=gr.Progress(), *values):
             raw = values[-1]
             yield from studio.page_job(token, values[:-1], lambda session: card_job_handler(session, progress, raw),
                                        arrival=arrival_of(request))
@@ -367,6 +428,69 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
     demo.data_dir = data_dir
     demo.max_upload_bytes = int(upload_mb * 2**20) if upload_mb else None
     return demo
+
+
+def _wire_projects(studio: Studio, demo, state, browser, view, project_list, project_name, open_button,
+                   rename_button, duplicate_button, delete_button, on) -> None:
+    """This browser's projects (projects.py): reopened on load, remembered when opened."""
+    registry = studio.registry
+    skips = [gr.skip()] * (len(view) - 1)
+
+    def listed(stored, token):
+        return gr.update(choices=projects.listing(registry, stored), value=token)
+
+    def on_load(stored):
+        opened, _ = projects.stored_tokens(stored)
+        session = registry.get(opened) if opened else None
+        if session is None:
+            return [None, *skips, listed(stored, None)]
+        session.shown = dict(studio.blank)  # a fresh page shows nothing yet: send it everything
+        notice = f"Reopened “{session.director.project.name}”."
+        return studio.view(session, notice) + [listed(stored, opened)]
+
+    demo.load(on_load, inputs=[browser], outputs=view + [project_list], show_progress="hidden",
+              api_visibility="private")
+
+    def on_state(token, stored):
+        stored = projects.remember(stored, token)
+        return stored, listed(stored, token)
+
+    state.change(on_state, inputs=[state, browser], outputs=[browser, project_list], show_progress="hidden",
+                 api_visibility="private")
+
+    def open_project(session, stored, token):
+        chosen = projects.remembered_session(registry, stored, token)
+        return Outcome(f"Opened “{chosen.director.project.name}”.", session=chosen)
+
+    def rename(session, name):
+        session.director.set_story(name=str(name or ""))
+        return Outcome(f"Renamed to “{session.director.project.name}”.")
+
+    def duplicate(session):
+        return Outcome("Duplicated: you are now editing the copy.", session=projects.duplicate(registry, session))
+
+    on(open_button.click, open_project, extra_inputs=[browser, project_list], needs_session=False)
+    on(rename_button.click, rename, extra_inputs=[project_name]).then(
+        listed, inputs=[browser, state], outputs=[project_list], show_progress="hidden", api_visibility="private")
+    on(duplicate_button.click, duplicate)
+
+    def delete_project(token, chosen, stored):
+        try:
+            session = projects.remembered_session(registry, stored, chosen)
+            projects.delete(registry, session)
+        except ProjectError as error:
+            return [token, gr.update(value="⚠ " + studio.message(error)), *skips[1:], stored, gr.skip()]
+        stored = projects.forget(stored, chosen)
+        if chosen == token:  # the open project: start a new one
+            fresh = registry.create()
+            fresh.shown = dict(studio.blank)
+            return studio.view(fresh, "Project deleted; a new project is open.") + [stored, listed(stored, None)]
+        return [token, gr.update(value="Project deleted."), *skips[1:], stored, listed(stored, token)]
+
+    delete_button.click(delete_project, inputs=[state, project_list, browser], outputs=view + [browser, project_list],
+                        js="(token, chosen, stored) => [token, chosen && confirm('Delete this project and every "
+                           "take in it? This cannot be undone.') ? chosen : null, stored]",
+                        show_progress="hidden", api_visibility="private")
 
 
 def _shot_card(index: int, blank: dict[str, Any], c: dict[str, Any], accepts: frozenset[str]) -> dict[str, Any]:
@@ -389,7 +513,7 @@ def _shot_card(index: int, blank: dict[str, Any], c: dict[str, Any], accepts: fr
                     card["lock"] = gr.Checkbox(label="Lock seed", elem_id=f"shot-{number}-lock", scale=1, min_width=130,
                                                container=False)
                 with gr.Row():
-                    card["regen"] = gr.Button("Regenerate this shot", size="sm", elem_id=f"shot-{number}-regenerate")
+                    card["regen"] = gr.Button(REGENERATE, size="sm", elem_id=f"shot-{number}-regenerate")
                     card["regen_from"] = gr.Button("Regenerate from here", size="sm",
                                                    elem_id=f"shot-{number}-regenerate-from")
                 with gr.Row():
@@ -410,6 +534,7 @@ def _shot_card(index: int, blank: dict[str, Any], c: dict[str, Any], accepts: fr
                         card[role] = gr.Image(label=label, type="filepath", height=110, sources=["upload"],
                                               elem_id=f"shot-{number}-{role.replace('_', '-')}", min_width=100,
                                               visible=role in accepts, buttons=[])
+        card["id"] = gr.Textbox(blank[card_key(index, "id")], visible=False, elem_id=f"shot-{number}-id")
     card["group"] = group
     for field in CARD_FIELDS:
         c[card_key(index, field)] = card[field]
@@ -417,31 +542,22 @@ def _shot_card(index: int, blank: dict[str, Any], c: dict[str, Any], accepts: fr
 
 
 def _action_js(kind: str, index: int, with_value: bool = False) -> str:
-    """Client-side function writing a card action as JSON (a page-wide counter makes each click
-    a change; the clock is not used, so a clock that steps back cannot repeat an action)."""
+    """Client-side function writing a card action as JSON: the card slot, the id of the shot
+    it shows and the project revision the page last saw (the "sync" action, a card losing
+    focus, sends the whole form instead). A page-wide counter makes each click a change; the
+    clock is not used, so a clock that steps back cannot repeat an action."""
     value = "value" if with_value else "null"
-    args = "(value)" if with_value else "()"
-    return (f"{args} => JSON.stringify({{do: {kind!r}, shot: {index}, value: {value}, "
+    args = "(value, id, rev)" if with_value else "(id, rev)"
+    if kind == "sync":
+        args, value = "()", "null"
+    ids = ", id: id, rev: rev" if kind != "sync" else ""
+    return (f"{args} => JSON.stringify({{do: {kind!r}, shot: {index}, value: {value}{ids}, "
             f"n: (window.__sviActions = (window.__sviActions || 0) + 1)}})")
 
 
-def _parse_action(raw: str | None, max_shots: int) -> tuple[str | None, int, Any]:
-    """(kind, shot index, value) of a card action; (None, 0, None) for anything malformed."""
-    import json
-
-    try:
-        data = json.loads(raw or "")
-        kind, index = str(data["do"]), int(data["shot"])
-    except (ValueError, TypeError, KeyError):
-        return None, 0, None
-    if not 0 <= index < max_shots:
-        return None, 0, None
-    value = data.get("value")
-    return kind, index, value if isinstance(value, str) else None
-
-
-def _set_media(studio: Studio, index: int, role: str, session, path: str | None = None):
-    return studio.set_shot_media(session, index, role, path)
+def _set_media(studio: Studio, role: str, session, shot: str, path: str | None = None):
+    """A card's condition file set (uploaded) or cleared, on the shot whose id the card shows."""
+    return studio.set_shot_media(session, shot, role, path)
 
 
 def _load_example(studio: Studio, name: str, session):
@@ -481,6 +597,22 @@ def _wire_api(studio: Studio, state, trigger, text, text2, json_in, index, flag,
     endpoint(lambda token, index, take_id: studio.api_call(token, lambda s: studio.select_take(
         s, shot_number(index, len(s.director.project.shots)), take_id)),
              [index, text], "select_take", "Select an earlier take (take id) of shot `index` (0-based).")
+    # Edits by shot id; structural ones name the revision the client last saw (`revision` in
+    # /status) and are refused with "the film changed — …" when the shots changed since.
+    endpoint(lambda token, shot, offset, revision: studio.api_call(token, lambda s: studio.move_shot(
+        s, shot_id(shot), whole_number(offset, "offset"), whole_number(revision, "revision"))),
+             [text, index, number], "move_shot", "Move shot `shot_id` by `offset` places (-1: up, 1: down).")
+    endpoint(lambda token, shot, revision: studio.api_call(token, lambda s: studio.delete_shot(
+        s, shot_id(shot), whole_number(revision, "revision"))),
+             [text, number], "delete_shot", "Delete shot `shot_id` (undo brings it back with its takes).")
+    endpoint(lambda token, shot, revision: studio.api_call(token, lambda s: studio.insert_after(
+        s, shot_id(shot), whole_number(revision, "revision"))),
+             [text, number], "insert_shot", "Insert an empty shot after shot `shot_id`.")
+    endpoint(lambda token, shot, prompt: studio.api_call(token, lambda s: studio.edit_prompt(s, shot_id(shot), prompt)),
+             [text, text2], "edit_shot", "Set the prompt of shot `shot_id`.")
+    endpoint(lambda token: studio.api_call(token, lambda s: studio.undo(s)), [], "undo",
+             "Undo the latest delete, move, insert, prompt edit or take selection.")
+    endpoint(lambda token: studio.api_call(token, lambda s: studio.redo(s)), [], "redo", "Redo what undo undid.")
     endpoint(lambda token: studio.api_call(token, lambda s: studio.status(s)),
              [], "status", "The project: shots with status, takes, seeds, seconds and seam scores.")
     endpoint(lambda token: studio.api_call(token, lambda s: studio.cancel(s)),
@@ -493,6 +625,7 @@ def _wire_api(studio: Studio, state, trigger, text, text2, json_in, index, flag,
     def api_regenerate(token, index, cascade, progress=gr.Progress()):
         def job(session):
             shot = shot_number(index, len(session.director.project.shots))
+            editing.check_reroll(session.director, shot)
             return jobs.regenerate(session, shot, cascade=true_or_false(cascade, "cascade"), progress=progress)
 
         yield from studio.api_job(token, job)

@@ -56,3 +56,24 @@ def crossfade_seconds(value: Any) -> float:
     if not math.isfinite(number) or not 0 <= number <= 1:
         raise problem
     return number
+
+
+def whole_number(value: Any, name: str) -> int:
+    """A whole number (a project revision, a move's offset), else ProjectError saying what was wrong."""
+    problem = ProjectError(f"{name} must be a whole number, got {str(value)[:40]!r}.")
+    if isinstance(value, (bool, list, dict)) or value in (None, ""):
+        raise problem
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise problem from None
+    if not math.isfinite(number) or number != int(number) or abs(number) > 2**53:
+        raise problem
+    return int(number)
+
+
+def shot_id(value: Any) -> str:
+    """A shot id as /status gives it (`shot_id`), else ProjectError."""
+    if not isinstance(value, str) or not value.strip():
+        raise ProjectError(f"name the shot by its id (`shot_id` in /status), got {str(value)[:40]!r}.")
+    return value.strip()

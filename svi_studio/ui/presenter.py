@@ -18,15 +18,19 @@ import gradio as gr
 from ..director import Director
 from ..engines.base import Engine
 from ..project.model import ProjectError
-from . import views
+from ..project.status import FRESH
+from . import editing, views
 from .sessions import Session
 
 SETTING_KEYS = ("steps", "guidance", "motion", "width", "height", "fps", "frames", "loras")
-CARD_FIELDS = ("group", "head", "prompt", "seed", "lock", "video", "takes", "anchor_image", "end_image")
+CARD_FIELDS = ("group", "head", "prompt", "seed", "lock", "video", "takes", "id", "regen", "anchor_image", "end_image")
 #: the card fields that show a shot's condition files (Shot.media roles), when the engine accepts them.
 CARD_MEDIA = ("anchor_image", "end_image")
+REGENERATE = "Regenerate this shot"
+REGENERATE_LOCKED = "Seed locked: untick Lock seed to re-roll"
 # How a key's value becomes an update: by the part after the dot (cards) or the key itself.
-UPDATE_KIND = {"group": "visible", "takes": "choices", "add_shot": "interactive",
+UPDATE_KIND = {"group": "visible", "takes": "choices", "add_shot": "interactive", "undo": "button", "redo": "button",
+               "regen": "button",
                "video": "file", "preview": "file", "reference": "file", "anchor_image": "file", "end_image": "file"}
 
 
@@ -68,6 +72,8 @@ def blank_model(engine: Engine, max_shots: int) -> dict[str, Any]:
         "preview": None,
         "film": "Upload a reference image, write a prompt for each shot, then press **Render all**.",
         "add_shot": True,
+        "revision": "",
+        "undo": ("Undo", False), "redo": ("Redo", False),
     }
     for index in range(max_shots):
         first = index == 0
@@ -80,6 +86,8 @@ def blank_model(engine: Engine, max_shots: int) -> dict[str, Any]:
             card_key(index, "video"): None,
             card_key(index, "takes"): ((), None),
             **{card_key(index, role): None for role in CARD_MEDIA},
+            card_key(index, "id"): "",
+            card_key(index, "regen"): (REGENERATE, True),
         })
     return model
 
@@ -103,13 +111,18 @@ def view_model(session: Session, max_shots: int, lora_owners: dict[str, str]) ->
         "preview": file_value(session.preview_path) if any(s.end_s is not None for s in statuses) else None,
         "film": views.film_summary(director, statuses),
         "add_shot": len(project.shots) < max_shots,
+        "revision": str(project.revision),
     }
+    history = editing.history_of(session)
+    model["undo"] = (f"↶ Undo {history.next_undo()}" if history.next_undo() else "↶ Undo", bool(history.next_undo()))
+    model["redo"] = (f"↷ Redo {history.next_redo()}" if history.next_redo() else "↷ Redo", bool(history.next_redo()))
     for index in range(max_shots):
         if index >= len(statuses):
             model.update({card_key(index, "group"): False, card_key(index, "head"): "",
                           card_key(index, "prompt"): "", card_key(index, "seed"): "", card_key(index, "lock"): False,
                           card_key(index, "video"): None, card_key(index, "takes"): ((), None),
-                          **{card_key(index, role): None for role in CARD_MEDIA}})
+                          **{card_key(index, role): None for role in CARD_MEDIA},
+                          card_key(index, "id"): "", card_key(index, "regen"): (REGENERATE, True)})
             continue
         status = statuses[index]
         shot = project.shots[index]
@@ -123,6 +136,10 @@ def view_model(session: Session, max_shots: int, lora_owners: dict[str, str]) ->
             card_key(index, "video"): file_value(status.clip_path),
             card_key(index, "takes"): (take_choices(director, index), shot.selected_take),
             **{card_key(index, role): media_value(director, shot.media.get(role)) for role in CARD_MEDIA},
+            card_key(index, "id"): shot.id,
+            # A locked seed and an up-to-date take: a re-roll would make the same clip.
+            card_key(index, "regen"): ((REGENERATE_LOCKED, False) if shot.seed_locked and status.status == FRESH
+                                       else (REGENERATE, True)),
         })
     return model
 
@@ -157,6 +174,9 @@ def make_update(key: str, value: Any, publish: Callable[[str], str | None] = str
         return gr.update(visible=value)
     if kind == "interactive":
         return gr.update(interactive=value)
+    if kind == "button":
+        label, enabled = value
+        return gr.update(value=label, interactive=enabled)
     if kind == "choices":
         choices, selected = value
         return gr.update(choices=list(choices), value=selected)

@@ -87,6 +87,8 @@ class Session:
     job: str | None = None  # "render" / "regenerate" while a render job runs
     form_arrival: int | None = None  # server arrival number of the newest page form applied
     style_loras: list[str] = field(default_factory=list)  # LoRA adapters this session uploaded
+    history: Any = None  # project.history.History, loaded on first use (ui/editing.history_of)
+    preview: Any = None  # jobs.PreviewWriter of the film preview (ui/editing.preview_of)
     last_used: float = field(default_factory=time.time)
 
     @property

@@ -36,7 +36,7 @@ from ..errors import UserError, user_message
 from ..project.model import ProjectError, random_seed
 from ..project.spec import list_project_presets, load_spec
 from ..settings import SettingsError
-from . import jobs, runtime, uploads, views
+from . import editing, jobs, runtime, uploads, views
 from .params import crossfade_seconds
 from .presenter import CARD_FIELDS, Presenter, blank_model, card_key, visible_loras
 from .serving import MediaShelf, redact
@@ -48,7 +48,7 @@ STORY_KEYS = ("style", "negative")
 SETTING_FIELDS = {"steps": "steps", "guidance": "guidance", "motion": "num_motion_latents", "width": "width",
                   "height": "height", "fps": "fps", "frames": "num_frames"}
 PAGE_KEYS = ("reference", "resolution", "style", "negative", "steps", "guidance", "motion", "width", "height",
-             "fps", "frames", "loras", "preview", "film", "add_shot")
+             "fps", "frames", "loras", "preview", "film", "add_shot", "revision", "undo", "redo")
 USER_ERRORS = (UserError, ValueError, OSError)  # ProjectError, SettingsError, EngineError, UploadError, … and a disk failing
 OS_REASONS = {errno.ENOSPC: "the server's disk is full", errno.EDQUOT: "the server's disk quota is used up",
               errno.EROFS: "the server's disk is read-only", errno.EACCES: "the server was denied access to a file",
@@ -123,9 +123,14 @@ class Studio:
         # What a plain sync (a prompt, seed or story box losing focus) can change: badges, the
         # summary, a seed typed badly (sent back as saved). Gradio rebuilds every output component it is given, even a skipped one, so the
         # frequent syncs list only these.
-        self.sync_keys = ["film"] + [card_key(i, f) for i in range(max_shots) for f in ("head", "seed")]
+        self.sync_keys = (["film", "revision", "undo", "redo"]
+                          + [card_key(i, f) for i in range(max_shots) for f in ("head", "seed")])
+        # What the timer refreshes: the preview written in the background, badges (a cancelled
+        # render), a prompt saved onto a shot whose card moved before the edit arrived. A box the
+        # user is typing in is never touched: its saved value is what the page was last sent.
+        self.tick_keys = ["preview", "film"] + [card_key(i, f) for i in range(max_shots) for f in ("head", "prompt")]
         self.form_keys = (list(STORY_KEYS) + list(SETTING_FIELDS) + ["loras"]
-                          + [card_key(i, f) for f in ("prompt", "seed", "lock") for i in range(max_shots)])
+                          + [card_key(i, f) for f in ("prompt", "seed", "lock", "id") for i in range(max_shots)])
         self.presets = preset_order(list_project_presets())
 
     def preset_title(self, path: Path) -> str:
@@ -188,18 +193,48 @@ class Studio:
                     changes["lora_weights"] = self.lora_weights(session, form["loras"])
                 return director.update_settings(**changes)
             attempt(settings, apply_settings)
-        for index in range(min(len(director.project.shots), self.max_shots)):
-            prompt_key, seed_key, lock_key = (card_key(index, f) for f in ("prompt", "seed", "lock"))
-            keys = [k for k in (prompt_key, seed_key, lock_key) if changed(k)]
-            if not keys:
-                continue
-            seed_text = str(form.get(seed_key) or "").strip()
-            attempt(keys, lambda index=index, keys=keys, seed_text=seed_text: director.set_shot(
-                index,
-                prompt=str(form[prompt_key]) if prompt_key in keys else None,
-                seed=seed_text if seed_key in keys and seed_text else None,
-                seed_locked=bool(form[lock_key]) if lock_key in keys else None))
+        self.apply_cards(session, form, problems)
         return problems
+
+    def apply_cards(self, session: Session, form: dict[str, Any], problems: list[str]) -> None:
+        """Save the prompt, seed and lock typed into each card onto the shot the card showed
+        (its id, sent with the form), wherever that shot is now. A value counts as changed
+        when it differs from what the page was last sent for that shot; an edit to a shot
+        that was deleted meanwhile is reported, never put on another shot."""
+        director, shown = session.director, session.shown
+        slot_of = {shown.get(card_key(j, "id")): j for j in range(self.max_shots) if shown.get(card_key(j, "id"))}
+        for slot in range(self.max_shots):
+            shot_id = form.get(card_key(slot, "id"))
+            if not shot_id:  # a page that was never sent a shot (a blank page's first card): its position names it
+                if slot >= len(director.project.shots):
+                    continue
+                shot_id = director.project.shots[slot].id
+            was = slot_of.get(shot_id, slot)  # the slot the page was last sent this shot in
+            fields = [f for f in ("prompt", "seed", "lock") if card_key(slot, f) in form
+                      and not same_value(form[card_key(slot, f)], shown.get(card_key(was, f)))]
+            if not fields:
+                continue
+            value = {f: form[card_key(slot, f)] for f in fields}
+            try:
+                index = editing.locate(director, shot_id)
+            except ProjectError:
+                if "prompt" in value:
+                    problems.append(self.message(f"The shot you typed into was deleted before your edit arrived; "
+                                                 f"its text was not saved: “{str(value['prompt'])[:200]}”."))
+                continue
+            seed_text = str(value.get("seed") or "").strip()
+            label = f"edit of shot {index + 1}" + ("'s prompt" if "prompt" in value else "")
+            try:
+                with editing.history_of(session).step(label):
+                    notices = director.set_shot(index, prompt=str(value["prompt"]) if "prompt" in value else None,
+                                                seed=seed_text or None if "seed" in value else None,
+                                                seed_locked=bool(value["lock"]) if "lock" in value else None)
+                problems.extend(n for n in notices or [] if n)
+            except USER_ERRORS as error:
+                problems.append(self.message(error))
+            if was == slot:  # either saved, or the page gets the saved value back
+                for f in fields:
+                    shown[card_key(slot, f)] = form[card_key(slot, f)]
 
     def lora_weights(self, session: Session, text: str) -> dict[str, float]:
         """Weights typed on the page → project lora_weights (only those differing from the default)."""
@@ -258,6 +293,18 @@ class Studio:
             target.shown = dict(session.shown) if session is not None else dict(self.blank)
         return self.view(target, notice, keys) + extra
 
+    def tick(self, token: str | None) -> list[Any]:
+        """The page's timer: the film preview once its background rewrite is done, and badges
+        that changed outside a reply (a cancelled render); skips when nothing changed."""
+        session = self.registry.get(token) if token else None
+        if session is None:
+            return [gr.skip()] * (1 + len(self.tick_keys))
+        return [session.token] + self.view_tail(session, self.tick_keys)
+
+    def view_tail(self, session: Session, keys: list[str]) -> list[Any]:
+        with session.lock:
+            return self.presenter.updates(session, keys)
+
     def view(self, session: Session, notice: str | None, keys: list[str] | None = None) -> list[Any]:
         with session.lock:
             updates = self.presenter.updates(session, keys or self.view_keys)
@@ -307,50 +354,99 @@ class Studio:
     def add_shot(self, session: Session) -> Outcome:
         self.require_room(session)
         self.require_idle(session, "add shots")
-        session.director.add_shot("")
+        with editing.history_of(session).step(f"add shot {len(session.director.project.shots) + 1}", structural=True):
+            session.director.add_shot("")
         return Outcome(f"Shot {len(session.director.project.shots)} added.")
 
-    def insert_after(self, session: Session, index: int) -> Outcome:
+    def insert_after(self, session: Session, shot: str | int, revision: int | None = None) -> Outcome:
+        """A new, empty shot after shot `shot` (its id; an int is today's index)."""
+        editing.require_current(session, revision, shot if isinstance(shot, str) else None)
+        index = editing.locate(session.director, shot)
         self.require_room(session)
         self.require_idle(session, "insert shots")
-        session.director.insert_shot(index + 1, "")
+        with editing.history_of(session).step(f"insert after shot {index + 1}", structural=True):
+            session.director.insert_shot(index + 1, "")
         return Outcome(f"New shot {index + 2} inserted; the shot after it will be re-rendered.")
 
-    def delete_shot(self, session: Session, index: int) -> Outcome:
-        self.require_idle(session, "delete shots")
-        session.director.delete_shot(index)
-        if not session.director.project.shots:
-            session.director.add_shot("")
-        self.refresh_preview(session)
-        return Outcome(f"Shot {index + 1} deleted.")
+    def delete_shot(self, session: Session, shot: str | int, revision: int | None = None) -> Outcome:
+        """Delete shot `shot`; its takes stay on disk while Undo can bring it back."""
+        from ..project.history import delete_shot_keeping_takes
 
-    def move_shot(self, session: Session, index: int, offset: int) -> Outcome:
+        editing.require_current(session, revision, shot if isinstance(shot, str) else None)
+        index = editing.locate(session.director, shot)
+        self.require_idle(session, "delete shots")
+        director = session.director
+        with editing.history_of(session).step(f"delete of shot {index + 1}", structural=True):
+            delete_shot_keeping_takes(director.store, index, director.rendering)
+            if not director.project.shots:
+                director.add_shot("")
+        self.refresh_preview(session)
+        return Outcome(f"Shot {index + 1} deleted — press Undo to bring it back.")
+
+    def move_shot(self, session: Session, shot: str | int, offset: int, revision: int | None = None) -> Outcome:
+        editing.require_current(session, revision, shot if isinstance(shot, str) else None)
+        index = editing.locate(session.director, shot)
         self.require_idle(session, "move shots")
         target = index + offset
         if not 0 <= target < len(session.director.project.shots):
             return Outcome(f"Shot {index + 1} is already {'first' if offset < 0 else 'last'}.")
-        session.director.move_shot(index, target)
+        with editing.history_of(session).step(f"move of shot {index + 1} to {target + 1}", structural=True):
+            session.director.move_shot(index, target)
         self.refresh_preview(session)
         return Outcome(f"Shot {index + 1} moved to position {target + 1}; shots whose predecessor changed are stale.")
 
-    def roll_seed(self, session: Session, index: int) -> Outcome:
-        session.director.set_shot(index, seed=random_seed())
+    def roll_seed(self, session: Session, shot: str | int) -> Outcome:
+        index = editing.locate(session.director, shot)
+        with editing.history_of(session).step(f"new seed for shot {index + 1}"):
+            session.director.set_shot(index, seed=random_seed())
         return Outcome(f"Shot {index + 1} has a new seed; regenerate it to see the new take.")
 
-    def select_take(self, session: Session, index: int, take_id: str | None) -> Outcome:
-        shot = session.director.shot(index)
-        if not take_id or take_id == shot.selected_take:
+    def select_take(self, session: Session, shot: str | int, take_id: str | None) -> Outcome:
+        """Select an earlier take of shot `shot`; the shot's prompt and seed become the take's
+        (what the card shows is the selected take's recipe)."""
+        index = editing.locate(session.director, shot)
+        current = session.director.shot(index)
+        if not take_id or take_id == current.selected_take:
             return Outcome()
-        session.director.select_take(index, take_id)
+        with editing.history_of(session).step(f"take selection of shot {index + 1}"):
+            session.director.select_take(index, take_id)
+            take = session.director.store.take(current.id, take_id)
+            restored = take.shot_prompt != current.prompt
+            if restored:
+                session.director.set_shot(index, prompt=take.shot_prompt)
         self.refresh_preview(session)
-        return Outcome(f"Shot {index + 1} uses take {shot.takes.index(take_id) + 1} again; the shots after it are stale.")
+        note = " Its prompt is the one that take was made with." if restored else ""
+        return Outcome(f"Shot {index + 1} uses take {current.takes.index(take_id) + 1} again; "
+                       f"the shots after it are stale.{note}")
 
-    def set_shot_media(self, session: Session, index: int, role: str, path: str | None) -> Outcome:
-        """Set (an uploaded file) or clear (None) one of a shot's conditions: its anchor image,
-        end frame or pose video; checked and stored by the Director like any upload."""
+    def edit_prompt(self, session: Session, shot: str | int, prompt: Any) -> Outcome:
+        """Set the prompt of shot `shot` (its id), wherever it is now."""
+        if not isinstance(prompt, str):
+            raise ProjectError("the prompt must be text.")
+        index = editing.locate(session.director, shot)
+        with editing.history_of(session).step(f"edit of shot {index + 1}'s prompt"):
+            notices = session.director.set_shot(index, prompt=prompt)
+        return Outcome(" ".join(notices))
+
+    def undo(self, session: Session) -> Outcome:
+        self.require_idle(session, "undo")
+        label = editing.history_of(session).undo()
+        self.refresh_preview(session)
+        return Outcome(f"Undid the {label}.")
+
+    def redo(self, session: Session) -> Outcome:
+        self.require_idle(session, "redo")
+        label = editing.history_of(session).redo()
+        self.refresh_preview(session)
+        return Outcome(f"Redid the {label}.")
+
+    def set_shot_media(self, session: Session, shot: str | int, role: str, path: str | None) -> Outcome:
+        """Set (an uploaded file) or clear (None) one of shot `shot`'s (id, or index) conditions: its
+        anchor image, end frame or pose video; checked and stored by the Director like any upload."""
         from ..engines.request import CONDITION_LABELS
 
         self.require_idle(session, "change a shot's conditions")
+        index = editing.locate(session.director, shot)
         label = CONDITION_LABELS.get(role, str(role))
         notices = session.director.set_shot_media(index, role, Path(path) if path else None)
         done = f"Shot {index + 1}'s {label} {'set' if path else 'cleared'}; it will be re-rendered."
@@ -522,9 +618,10 @@ class Studio:
             raise ProjectError(f"cannot {what} while rendering; wait for the render to finish or cancel it.")
 
     def refresh_preview(self, session: Session) -> None:
-        """The film preview after the cut changed (a take selected, a shot moved or deleted)."""
-        if session.director.preview(session.preview_path) is None:
-            session.preview_path.unlink(missing_ok=True)
+        """Rewrite the film preview after the cut changed (a take selected, a shot moved or
+        deleted) in the background: the edit replies at once, the page's timer picks the
+        new preview up when it is written."""
+        editing.preview_of(session).request()
 
     # -- API (JSON in, JSON out) -----------------------------------------------------------------
 

@@ -40,8 +40,11 @@ def status_badge(status: str, reason: str | None = None) -> str:
 
 
 def shot_header(number: int, status: ShotStatus | None, planned: tuple[float, float] | None) -> str:
-    """'Shot 2 · 5.06–9.81 s [stale] the shot before it has a different take now'."""
-    if status is not None and status.start_s is not None and status.end_s is not None:
+    """'Shot 2 · 5.06–9.81 s [stale] the shot before it has a different take now'.
+    A shot that will be rendered again shows where it will sit in the film (planned), not
+    where its old take sits."""
+    if (status is not None and status.status == FRESH and status.start_s is not None
+            and status.end_s is not None) or (planned is None and status is not None and status.end_s is not None):
         span = f"{seconds(status.start_s)}–{seconds(status.end_s)} s"
     elif planned is not None:
         span = f"≈ {seconds(planned[0])}–{seconds(planned[1])} s (planned)"
@@ -103,7 +106,7 @@ def film_summary(director: Director, statuses: list[ShotStatus]) -> str:
         return "No shots yet: add one below."
     fps = director.project.settings.fps
     rendered = [s for s in statuses if s.end_s is not None]
-    pending = [s.index + 1 for s in statuses if s.status in (MISSING, STALE, BROKEN)]
+    pending = [index + 1 for index in will_render(statuses)]
     planned = director.planned_seconds()
     parts = [f"**{shots} shot{'s' if shots != 1 else ''}**"]
     if rendered and not pending and len(rendered) == shots:
@@ -121,6 +124,13 @@ def film_summary(director: Director, statuses: list[ShotStatus]) -> str:
     if flagged:
         parts.append(f"⚠ visible jump at the cut into shot {', '.join(map(str, flagged))}")
     return " · ".join(parts)
+
+
+def will_render(statuses: list[ShotStatus]) -> list[int]:
+    """Shots (0-based) that Render all will render: from the first missing, stale or broken
+    shot to the end (each new take changes the motion the next shot continues from)."""
+    first = next((s.index for s in statuses if s.status in (MISSING, STALE, BROKEN)), None)
+    return [] if first is None else list(range(first, len(statuses)))
 
 
 def resolution_note(director: Director) -> str:
@@ -178,6 +188,7 @@ def public_status(director: Director, statuses: list[ShotStatus], notices: list[
     rendered = [s for s in statuses if s.end_s is not None]
     return {
         "name": director.project.name,
+        "revision": director.project.revision,
         "engine": director.engine.preset_id,
         "engine_label": director.engine.label,
         "is_draft": bool(director.engine.is_draft),

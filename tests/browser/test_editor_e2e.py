@@ -1,0 +1,264 @@
+"""The studio as an editor in headless Chromium: shots addressed by id while replies are slow,
+a double click on ↑ Up, undo of a delete, and the badge after Cancel.
+
+The app runs in this process on the draft engine. A reply is made slow on purpose (the
+server's move sleeps while holding the session) so that the clicks and keystrokes below
+reach the server before the page has the answer — the situation in which card positions
+used to point at the wrong shot. Screenshots go to test-artifacts/editor-e2e/.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow,
+              pytest.mark.filterwarnings("ignore::UserWarning:gradio.helpers")]
+
+from conftest import CHROMIUM, LAUNCH_ARGS, serve_app  # noqa: E402
+
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium); this test never downloads a browser",
+                allow_module_level=True)
+sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+
+from svi_studio.engines.base import Cancelled  # noqa: E402
+from svi_studio.ui import runtime  # noqa: E402
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "editor-e2e"
+FOURTH = "The cat curls up by the fire and falls asleep"
+
+
+@pytest.fixture(scope="module")
+def editor_app(tmp_path_factory):
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    ARTIFACTS.mkdir(parents=True)
+    with serve_app("draft", tmp_path_factory.mktemp("svi-editor-browser"), max_shots=6) as served:
+        yield served
+
+
+@pytest.fixture
+def page(editor_app):
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.set_default_timeout(60_000)
+        page.goto(editor_app[0])
+        page.wait_for_selector("#render-all")
+        yield page
+        browser.close()
+
+
+@pytest.fixture
+def slow_moves(editor_app, monkeypatch):
+    """Every move takes `delay` seconds on the server (while holding the session, as a slow
+    preview re-encode once did)."""
+    studio = editor_app[1].studio
+    move = studio.move_shot
+    delay = {"s": 1.5}
+
+    def slow(session, *args, **kwargs):
+        time.sleep(delay["s"])
+        return move(session, *args, **kwargs)
+
+    monkeypatch.setattr(studio, "move_shot", slow)
+    return delay
+
+
+def four_shot_film(page, editor_app):
+    """Cat Adventure plus a fourth shot; returns the session behind the page."""
+    page.click("#example-cat-adventure")
+    page.wait_for_function("() => document.querySelector('#job-status').innerText.includes('Loaded example')")
+    page.click("#add-shot")
+    page.wait_for_selector("#shot-card-4", state="visible")
+    box = page.locator("#shot-4-prompt textarea")
+    box.fill(FOURTH)
+    box.blur()
+    studio = editor_app[1].studio
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        for session in list(studio.registry._sessions.values()):
+            shots = session.director.project.shots
+            if len(shots) == 4 and shots[3].prompt == FOURTH:
+                return session
+        time.sleep(0.1)
+    raise AssertionError("the fourth shot's prompt never reached the server")
+
+
+def saved_shots(session) -> list[dict]:
+    return json.loads((session.project_dir / "project.json").read_text())["shots"]
+
+
+def status(page) -> str:
+    return page.inner_text("#job-status")
+
+
+def settle(page, session, seconds: float = 2.5) -> None:
+    """Wait until the session's lock is free and the page had time to take the replies."""
+    time.sleep(seconds)
+    with session.lock:
+        pass
+    page.wait_for_timeout(500)
+
+
+def test_typing_into_a_card_right_after_up_keeps_each_shots_text(page, editor_app, slow_moves):
+    session = four_shot_film(page, editor_app)
+    before = saved_shots(session)
+    page.screenshot(path=str(ARTIFACTS / "01-four-shots.png"), full_page=True)
+    page.click("#shot-4-up")
+    box = page.locator("#shot-3-prompt textarea")  # still shows shot 3: the reply is on its way
+    box.fill("typed into card 3 before the reply")
+    page.locator("#style-prompt textarea").click()  # the box loses focus: its edit is sent
+    page.wait_for_function("() => document.querySelector('#job-status').innerText.includes('moved to position 3')")
+    settle(page, session)
+    page.screenshot(path=str(ARTIFACTS / "02-moved-then-typed.png"), full_page=True)
+    after = {shot["id"]: shot["prompt"] for shot in saved_shots(session)}
+    assert after[before[3]["id"]] == FOURTH, "shot 4's prompt was overwritten"
+    assert after[before[2]["id"]] == "typed into card 3 before the reply"
+    assert [shot["id"] for shot in saved_shots(session)] == [before[i]["id"] for i in (0, 1, 3, 2)]
+    # The page shows each shot's text in the card where the shot now is.
+    page.wait_for_function(
+        "(text) => document.querySelector('#shot-4-prompt textarea').value === text",
+        arg="typed into card 3 before the reply", timeout=5_000)
+    assert page.locator("#shot-3-prompt textarea").input_value() == FOURTH
+
+
+def test_a_double_click_on_up_moves_once_and_says_where_the_shot_is(page, editor_app, slow_moves):
+    slow_moves["s"] = 0.7
+    session = four_shot_film(page, editor_app)
+    before = saved_shots(session)
+    page.evaluate("""() => { window.__statuses = [];
+      new MutationObserver(() => { const text = document.querySelector('#job-status')?.innerText ?? '';
+        if (window.__statuses[window.__statuses.length - 1] !== text) window.__statuses.push(text); })
+      .observe(document.body, {subtree: true, childList: true, characterData: true}); }""")
+    page.dblclick("#shot-4-up")
+    settle(page, session, 3.0)
+    page.screenshot(path=str(ARTIFACTS / "03-double-up.png"), full_page=True)
+    assert [shot["id"] for shot in saved_shots(session)] == [before[i]["id"] for i in (0, 1, 3, 2)]
+    # Every status line shown is true of the film as it ends: shot 4 moved once, to position 3;
+    # a second click that reached the server is refused and says where the shot is now.
+    shown = [text.lower() for text in page.evaluate("() => window.__statuses")
+             if "moved" in text.lower() or "changed" in text.lower()]
+    assert shown, "no status was shown"
+    for text in shown:
+        assert ("shot 4 moved to position 3" in text
+                or ("the film changed" in text and "now shot 3" in text)), shown
+    assert "moved to position 2" not in " ".join(shown)
+
+
+def test_undo_brings_back_a_deleted_shot(page, editor_app):
+    session = four_shot_film(page, editor_app)
+    page.click("#shot-2-delete")
+    page.wait_for_function("() => document.querySelector('#job-status').innerText.includes('Shot 2 deleted')")
+    page.wait_for_selector("#shot-card-4", state="hidden")
+    page.screenshot(path=str(ARTIFACTS / "04-deleted-with-undo.png"), full_page=True)
+    prompt_two = saved_shots(session)[1]["prompt"]
+    assert page.locator("#undo").is_enabled()
+    page.click("#undo")
+    page.wait_for_selector("#shot-card-4", state="visible")
+    page.wait_for_function("() => document.querySelector('#job-status').innerText.includes('Undid')")
+    page.screenshot(path=str(ARTIFACTS / "05-undone.png"), full_page=True)
+    assert len(saved_shots(session)) == 4
+    assert page.locator("#shot-4-prompt textarea").input_value() == FOURTH
+    assert page.locator("#shot-2-prompt textarea").input_value() != prompt_two  # card 2 is shot 2 again
+    assert page.locator("#redo").is_enabled()
+
+
+def test_after_cancel_the_badge_leaves_rendering_within_a_second(page, editor_app, monkeypatch):
+    started = threading.Event()
+
+    def render_until_cancelled(director, index, cancel, *args, **kwargs):
+        started.set()
+        while not cancel.is_set():
+            time.sleep(0.05)
+        raise Cancelled()
+
+    monkeypatch.setattr(runtime, "render_shot", render_until_cancelled)
+    session = four_shot_film(page, editor_app)
+    page.click("#render-all")
+    page.wait_for_function("() => document.querySelector('#shot-1-head').innerText.toLowerCase().includes('rendering')")
+    page.screenshot(path=str(ARTIFACTS / "06-rendering.png"), full_page=True)
+    page.click("#cancel")
+    clicked = time.time()
+    page.wait_for_function(
+        "() => !document.querySelector('#shot-1-head').innerText.toLowerCase().includes('rendering')", timeout=3_000)
+    assert time.time() - clicked < 1.5
+    page.screenshot(path=str(ARTIFACTS / "07-cancelled.png"), full_page=True)
+    assert "missing" in page.inner_text("#shot-1-head").lower()
+
+
+def test_export_shows_it_is_working_and_disables_its_button(page, editor_app, monkeypatch):
+    from svi_studio.project.model import ProjectError
+
+    studio = editor_app[1].studio
+
+    def slow_export(session, audio, crossfade):
+        time.sleep(2.0)
+        raise ProjectError("nothing to export in this test")
+
+    monkeypatch.setattr(studio, "export", slow_export)
+    four_shot_film(page, editor_app)
+    page.click("#export-button")
+    page.wait_for_function("() => document.querySelector('#job-status').innerText.includes('Exporting the film')",
+                           timeout=1_000)
+    assert page.locator("#export-button").is_disabled()
+    page.screenshot(path=str(ARTIFACTS / "08-exporting.png"), full_page=True)
+    page.wait_for_function("() => document.querySelector('#job-status').innerText.toLowerCase().includes('nothing to export')")
+    page.wait_for_function("() => !document.querySelector('#export-button').disabled", timeout=3_000)
+
+
+def test_reload_and_server_restart_reopen_the_project(tmp_path):
+    """The browser remembers its project: a reload reopens it, and so does a new server process
+    on the same data folder (here: the app rebuilt and served again on the same port)."""
+    from conftest import free_port
+    from svi_studio.ui import build_app, launch_app
+
+    data, port = tmp_path / "data", free_port()
+    url = f"http://127.0.0.1:{port}/"
+    demo = build_app("draft", data, max_shots=6)
+    launch_app(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1100})
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        try:
+            page.goto(url)
+            page.wait_for_selector("#render-all")
+            page.click("#example-cat-adventure")
+            page.wait_for_function("() => document.querySelector('#job-status').innerText.includes('Loaded example')")
+            box = page.locator("#shot-2-prompt textarea")
+            box.fill("edited before the reload")
+            box.blur()
+            page.wait_for_timeout(1500)
+
+            page.reload()
+            page.wait_for_function("() => (document.querySelector('#job-status')?.innerText ?? '').includes('Reopened')")
+            assert page.locator("#shot-2-prompt textarea").input_value() == "edited before the reload"
+            page.screenshot(path=str(ARTIFACTS / "09-reloaded.png"), full_page=True)
+
+            demo.close()  # the server goes away…
+            demo = build_app("draft", data, max_shots=6)  # …and a new one starts on the same folder
+            launch_app(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
+            page.goto(url)
+            page.wait_for_function("() => (document.querySelector('#job-status')?.innerText ?? '').includes('Reopened')")
+            assert page.locator("#shot-2-prompt textarea").input_value() == "edited before the reload"
+            page.click("#projects")
+            page.wait_for_function(
+                "() => (document.querySelector('#project-list input')?.value ?? '').includes('Cat Adventure')")
+            page.screenshot(path=str(ARTIFACTS / "10-after-restart.png"), full_page=True)
+
+            other = browser.new_context().new_page()  # another browser: its own, empty list
+            other.goto(url)
+            other.wait_for_selector("#render-all")
+            other.wait_for_timeout(1500)
+            assert other.locator("#shot-2-prompt textarea").count() == 0 or \
+                other.locator("#shot-2-prompt textarea").input_value() != "edited before the reload"
+        finally:
+            browser.close()
+            demo.close()
