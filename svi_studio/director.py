@@ -464,15 +464,31 @@ class Director:
         shot.seed = take.seed
         self.store.save()
 
-    def delete_take(self, index: int, take_id: str) -> None:
+    def mark_take(self, index: int, take_id: str, starred: bool | None = None, note: str | None = None) -> Take:
+        """Star/unstar a take of shot `index` and/or set its short note (saved in its take.json;
+        the clip, its recipe and every status stay as they were)."""
         shot = self.shot(index)
         if take_id not in shot.takes:
             raise ProjectError(f"shot {index + 1} has no take {take_id!r}.")
-        shot.takes.remove(take_id)
+        take = self.store.take(shot.id, take_id)
+        if starred is not None:
+            take.starred = bool(starred)
+        if note is not None:
+            take.note = clean_text(note, "a take's note")[:MAX_TAKE_NOTE].strip()
+        self.store.update_take(take)
+        return take
+
+    def delete_take(self, index: int, take_id: str) -> None:
+        """Delete a take of shot `index` that is not its selected one (the film never loses the
+        clip it shows; select another take first). Its folder goes atomically (see
+        ProjectStore.delete_take_files); nothing else changes status."""
+        shot = self.shot(index)
+        if take_id not in shot.takes:
+            raise ProjectError(f"shot {index + 1} has no take {take_id!r}.")
         if shot.selected_take == take_id:
-            shot.selected_take = shot.takes[-1] if shot.takes else None
-            if shot.selected_take:
-                shot.seed = self.store.take(shot.id, shot.selected_take).seed
+            raise ProjectError(f"take {shot.takes.index(take_id) + 1} is the one shot {index + 1} uses; "
+                               "select another take before deleting it.")
+        shot.takes.remove(take_id)
         self.store.save()
         self.store.delete_take_files(shot.id, take_id)
 
@@ -758,6 +774,7 @@ class Director:
         return export_film(self, Path(out_path), audio=audio, crossfade=crossfade, scale=scale)
 
 
+MAX_TAKE_NOTE = 280  # characters of a take's note (a short remark, shown under its thumbnail)
 MAX_TEXT_CHARS = 100_000  # longer prompts are refused (they would bloat project.json and every status call)
 LONG_PROMPT_CHARS = 2_000  # about the 512 tokens Wan's text encoder reads
 

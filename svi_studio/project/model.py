@@ -209,6 +209,8 @@ class Take:
         differs is stale.
     upstream_take: the take of the previous shot whose motion_out this take consumed
         (None for the first shot). motion_in_fingerprint: sha256 of that motion state.
+    starred, note: the user's mark and short note (take galleries); take.json files written
+        before these existed load with the defaults.
     """
 
     id: str
@@ -233,6 +235,8 @@ class Take:
     seam: dict[str, Any] | None = None
     timings: dict[str, float] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    starred: bool = False
+    note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -245,4 +249,7 @@ class Take:
         missing = required - set(data)
         if missing:
             raise ProjectError(f"take.json lacks {', '.join(sorted(missing))}.")
-        return cls(**{k: v for k, v in data.items() if k in names})
+        take = cls(**{k: v for k, v in data.items() if k in names})
+        take.starred = take.starred is True
+        take.note = take.note if isinstance(take.note, str) else ""
+        return take

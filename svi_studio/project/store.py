@@ -43,6 +43,7 @@ LATENTS_FILE = "latents.safetensors"
 MOTION_IN_FILE = "motion_in.safetensors"
 MOTION_OUT_FILE = "motion_out.safetensors"
 PARTIAL_PREFIX = ".partial-"
+TRASH_PREFIX = ".trash-"  # a deleted take between its rename and its removal
 
 
 class BrokenTake(ProjectError):
@@ -144,6 +145,9 @@ class ProjectStore:
             for take_dir in sorted(shot_dir.iterdir()):
                 if take_dir.name.startswith(PARTIAL_PREFIX):
                     log.warning("removing incomplete take folder %s (left by an interrupted render)", take_dir)
+                    shutil.rmtree(take_dir, ignore_errors=True)
+                    continue
+                if take_dir.name.startswith(TRASH_PREFIX):  # a deletion that was interrupted: finish it
                     shutil.rmtree(take_dir, ignore_errors=True)
                     continue
                 shot = by_id.get(shot_dir.name)
@@ -298,8 +302,17 @@ class ProjectStore:
         atomic_write_json(self.take_dir(take.shot_id, take.id) / TAKE_FILE, take.to_dict())
 
     def delete_take_files(self, shot_id: str, take_id: str) -> None:
-        """Remove a take folder (only ever on the user's explicit request)."""
-        shutil.rmtree(self.take_dir(shot_id, take_id), ignore_errors=True)
+        """Remove a take folder (only ever on the user's explicit request). The folder is first
+        renamed to a hidden trash name (one atomic step: the take is gone as a whole, and a
+        bundle or a crash never sees half of it), then removed."""
+        folder = self.take_dir(shot_id, take_id)
+        trash = folder.with_name(f"{TRASH_PREFIX}{take_id}-{new_id()}")
+        try:
+            os.replace(folder, trash)
+        except FileNotFoundError:
+            return
+        fsync_dir(folder.parent)
+        shutil.rmtree(trash, ignore_errors=True)
 
     def now(self) -> str:
         return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -37,7 +37,7 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from ..engines import default_engine_name
-from . import jobs, runtime, views
+from . import jobs, runtime, storyboard, views
 from .presenter import CARD_FIELDS, card_key
 from .params import shot_number, true_or_false
 from .serving import SHELF_FOLDER, ArrivalOrder, MediaShelf, SecurityHeaders, arrival_of
@@ -229,6 +229,8 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
                             crossfade = gr.Slider(0, 1, value=0, step=0.05, label="Crossfade at cuts (s)",
                                                   elem_id="export-crossfade")
 
+                c["storyboard"] = gr.HTML(storyboard.blank_strip().template, elem_id="storyboard",
+                                          js_on_load=storyboard.STRIP_JS)
                 cards = []
                 for index in range(max_shots):
                     cards.append(_shot_card(index, blank, c))
@@ -327,6 +329,7 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
             "insert": lambda session, index, value: studio.insert_after(session, index),
             "delete": lambda session, index, value: studio.delete_shot(session, index),
             "take": lambda session, index, value: studio.select_take(session, index, value),
+            "move": lambda session, index, value: studio.move_shot(session, index, storyboard.move_offset(index, value)),
         }
 
         def on_card_action(session, raw):
@@ -335,6 +338,10 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
                 return None
             return card_actions[kind](session, index, value)
 
+        def on_strip(event: gr.EventData):  # a tile moved (keys or drag): the same action as ↑/↓
+            return storyboard.strip_action(getattr(event, "_data", None)) or gr.skip()
+
+        c["storyboard"].click(on_strip, inputs=None, outputs=[card_action], **quiet)
         on(card_action.change, on_card_action, extra_inputs=[card_action], trigger_mode="multiple")
         on(card_sync.change, sync, light=True, trigger_mode="always_last")
 

@@ -18,7 +18,7 @@ import gradio as gr
 from ..director import Director
 from ..engines.base import Engine
 from ..project.model import ProjectError
-from . import views
+from . import storyboard, views
 from .sessions import Session
 
 SETTING_KEYS = ("steps", "guidance", "motion", "width", "height", "fps", "frames", "loras")
@@ -66,6 +66,7 @@ def blank_model(engine: Engine, max_shots: int) -> dict[str, Any]:
         "preview": None,
         "film": "Upload a reference image, write a prompt for each shot, then press **Render all**.",
         "add_shot": True,
+        "storyboard": storyboard.blank_strip(),
     }
     for index in range(max_shots):
         first = index == 0
@@ -100,6 +101,7 @@ def view_model(session: Session, max_shots: int, lora_owners: dict[str, str]) ->
         "preview": file_value(session.preview_path) if any(s.end_s is not None for s in statuses) else None,
         "film": views.film_summary(director, statuses),
         "add_shot": len(project.shots) < max_shots,
+        "storyboard": storyboard.strip_html(director, statuses),
     }
     for index in range(max_shots):
         if index >= len(statuses):
@@ -137,6 +139,8 @@ def take_choices(director: Director, index: int) -> tuple[tuple[str, str], ...]:
 def make_update(key: str, value: Any, publish: Callable[[str], str | None] = str) -> Any:
     """The Gradio update for one view-model value; a file is handed over as `publish(path)`
     (the copy Gradio may serve), never as the session's own path."""
+    if isinstance(value, storyboard.MediaHTML):  # HTML showing session files: publish each one
+        return gr.update(value=value.render(publish))
     kind = UPDATE_KIND.get(key.split(".", 1)[-1], "value")
     if kind == "visible":
         return gr.update(visible=value)

@@ -47,7 +47,7 @@ STORY_KEYS = ("style", "negative")
 SETTING_FIELDS = {"steps": "steps", "guidance": "guidance", "motion": "num_motion_latents", "width": "width",
                   "height": "height", "fps": "fps", "frames": "num_frames"}
 PAGE_KEYS = ("reference", "resolution", "style", "negative", "steps", "guidance", "motion", "width", "height",
-             "fps", "frames", "loras", "preview", "film", "add_shot")
+             "fps", "frames", "loras", "preview", "film", "add_shot", "storyboard")
 USER_ERRORS = (ValueError, EngineError, OSError)  # ProjectError, SettingsError, LoraError, UploadError, …
 OS_REASONS = {errno.ENOSPC: "the server's disk is full", errno.EDQUOT: "the server's disk quota is used up",
               errno.EROFS: "the server's disk is read-only", errno.EACCES: "the server was denied access to a file",
@@ -125,7 +125,7 @@ class Studio:
         # What a plain sync (a prompt, seed or story box losing focus) can change: badges, the
         # summary, a seed typed badly (sent back as saved). Gradio rebuilds every output component it is given, even a skipped one, so the
         # frequent syncs list only these.
-        self.sync_keys = ["film"] + [card_key(i, f) for i in range(max_shots) for f in ("head", "seed")]
+        self.sync_keys = ["film", "storyboard"] + [card_key(i, f) for i in range(max_shots) for f in ("head", "seed")]
         self.form_keys = (list(STORY_KEYS) + list(SETTING_FIELDS) + ["loras"]
                           + [card_key(i, f) for f in ("prompt", "seed", "lock") for i in range(max_shots)])
         self.presets = preset_order(list_project_presets())
