@@ -37,7 +37,7 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from ..engines import default_engine_name
-from . import jobs, runtime, storyboard, views
+from . import gallery, jobs, runtime, storyboard, views
 from .presenter import CARD_FIELDS, card_key
 from .params import shot_number, true_or_false
 from .serving import SHELF_FOLDER, ArrivalOrder, MediaShelf, SecurityHeaders, arrival_of
@@ -319,6 +319,7 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
                 trigger(None, inputs=None, outputs=[card_action], js=_action_js(kind, index), **quiet)
             card["takes"].input(None, inputs=[card["takes"]], outputs=[card_action],
                                 js=_action_js("take", index, with_value=True), **quiet)
+            card["gallery"].click(_gallery_relay(index), inputs=None, outputs=[card_action], **quiet)
             card["regen"].click(None, outputs=[card_job], js=_action_js("regenerate", index), **quiet)
             card["regen_from"].click(None, outputs=[card_job], js=_action_js("regenerate_from", index), **quiet)
 
@@ -329,6 +330,7 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
             "insert": lambda session, index, value: studio.insert_after(session, index),
             "delete": lambda session, index, value: studio.delete_shot(session, index),
             "take": lambda session, index, value: studio.select_take(session, index, value),
+            **{kind: partial(action, studio) for kind, action in gallery.ACTIONS.items()},
             "move": lambda session, index, value: studio.move_shot(session, index, storyboard.move_offset(index, value)),
         }
 
@@ -404,6 +406,8 @@ def _shot_card(index: int, blank: dict[str, Any], c: dict[str, Any]) -> dict[str
                                          elem_id=f"shot-{number}-video", elem_classes=["shot-video"])
                 card["takes"] = gr.Dropdown(label="Take", choices=[], value=None, interactive=True,
                                             elem_id=f"shot-{number}-takes")
+        card["gallery"] = gr.HTML("", elem_id=f"shot-{number}-gallery", js_on_load=gallery.GALLERY_JS,
+                                  elem_classes=["svi-gallery-slot"])
     card["group"] = group
     for field in CARD_FIELDS:
         c[card_key(index, field)] = card[field]
@@ -417,6 +421,16 @@ def _action_js(kind: str, index: int, with_value: bool = False) -> str:
     args = "(value)" if with_value else "()"
     return (f"{args} => JSON.stringify({{do: {kind!r}, shot: {index}, value: {value}, "
             f"n: (window.__sviActions = (window.__sviActions || 0) + 1)}})")
+
+
+def _gallery_relay(index: int):
+    """The event handler turning card `index`'s gallery star/note/delete (gr.HTML trigger data)
+    into a card action (a closure: Gradio finds gr.EventData by the annotation of a plain function)."""
+
+    def relay(event: gr.EventData):
+        return gallery.gallery_action(index, getattr(event, "_data", None)) or gr.skip()
+
+    return relay
 
 
 def _parse_action(raw: str | None, max_shots: int) -> tuple[str | None, int, Any]:

@@ -18,11 +18,11 @@ import gradio as gr
 from ..director import Director
 from ..engines.base import Engine
 from ..project.model import ProjectError
-from . import storyboard, views
+from . import gallery, storyboard, views
 from .sessions import Session
 
 SETTING_KEYS = ("steps", "guidance", "motion", "width", "height", "fps", "frames", "loras")
-CARD_FIELDS = ("group", "head", "prompt", "seed", "lock", "video", "takes")
+CARD_FIELDS = ("group", "head", "prompt", "seed", "lock", "video", "takes", "gallery")
 # How a key's value becomes an update: by the part after the dot (cards) or the key itself.
 UPDATE_KIND = {"group": "visible", "takes": "choices", "add_shot": "interactive",
                "video": "file", "preview": "file", "reference": "file"}
@@ -78,6 +78,7 @@ def blank_model(engine: Engine, max_shots: int) -> dict[str, Any]:
             card_key(index, "lock"): False,
             card_key(index, "video"): None,
             card_key(index, "takes"): ((), None),
+            card_key(index, "gallery"): storyboard.MediaHTML(""),
         })
     return model
 
@@ -107,7 +108,8 @@ def view_model(session: Session, max_shots: int, lora_owners: dict[str, str]) ->
         if index >= len(statuses):
             model.update({card_key(index, "group"): False, card_key(index, "head"): "",
                           card_key(index, "prompt"): "", card_key(index, "seed"): "", card_key(index, "lock"): False,
-                          card_key(index, "video"): None, card_key(index, "takes"): ((), None)})
+                          card_key(index, "video"): None, card_key(index, "takes"): ((), None),
+                          card_key(index, "gallery"): storyboard.MediaHTML("")})
             continue
         status = statuses[index]
         shot = project.shots[index]
@@ -120,6 +122,7 @@ def view_model(session: Session, max_shots: int, lora_owners: dict[str, str]) ->
             card_key(index, "lock"): bool(shot.seed_locked),
             card_key(index, "video"): file_value(status.clip_path),
             card_key(index, "takes"): (take_choices(director, index), shot.selected_take),
+            card_key(index, "gallery"): gallery.gallery_html(director, index),
         })
     return model
 
