@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .engines.live_preview import PreviewingStepCallback
 from .engines.base import Anchor, Cancelled, CancelToken, Engine, OutOfMemory
 from .motion import MotionState
 from .project.model import SHOT_OVERRIDE_KEYS, Project, ProjectError, Shot, Take, random_seed
@@ -642,10 +643,14 @@ class Director:
             before = before[: len(before) - upstream_rule.drop_tail]
         recipe = self.recipe(shot)
 
-        # 2. Generate.
+        # 2. Generate. A PreviewingStepCallback as on_step also asks the engine for live previews.
+        report = on_step.on_step if isinstance(on_step, PreviewingStepCallback) else on_step
+
         def step(done: int, total: int) -> None:
-            if on_step is not None:
-                on_step(StepEvent(index, shot.id, done, total, job_index, job_size))
+            if report is not None:
+                report(StepEvent(index, shot.id, done, total, job_index, job_size))
+
+        engine_step = replace(on_step, on_step=step) if isinstance(on_step, PreviewingStepCallback) else step
 
         self.rendering.add(shot.id)
         try:
@@ -653,7 +658,7 @@ class Director:
                 anchor = self._anchor(shot, settings)
                 started_at, started = time.time(), time.perf_counter()
                 clip = engine.generate_clip(anchor, motion_in, prompt, self.project.negative_prompt,
-                                            shot.seed, settings, on_step=step, cancel=cancel)
+                                            shot.seed, settings, on_step=engine_step, cancel=cancel)
             generated, finished_at = time.perf_counter(), time.time()
 
             # 3. Seam against the upstream take's kept frames.

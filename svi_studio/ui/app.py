@@ -37,7 +37,7 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from ..engines import default_engine_name
-from . import gallery, jobs, runtime, storyboard, views
+from . import gallery, jobs, live, runtime, storyboard, views
 from .presenter import CARD_FIELDS, card_key
 from .params import shot_number, true_or_false
 from .serving import SHELF_FOLDER, ArrivalOrder, MediaShelf, SecurityHeaders, arrival_of
@@ -215,6 +215,7 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
                     render_all = gr.Button("Render all", variant="primary", elem_id="render-all", scale=4)
                     cancel = gr.Button("Cancel", variant="secondary", elem_id="cancel", scale=1, min_width=90)
                 notice = gr.Markdown("", elem_id="job-status")
+                live_panel = gr.HTML("", elem_id="live-progress", js_on_load=live.PANEL_JS)
                 with gr.Row(equal_height=False):
                     c["preview"] = gr.Video(label="Film so far", interactive=False, height=240, scale=3,
                                             elem_id="film-preview", loop=False)
@@ -361,6 +362,20 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
         card_job.change(on_card_job, inputs=form + [card_job], outputs=view, concurrency_id=RENDER_GROUP,
                         concurrency_limit=1, show_progress="full", show_progress_on=[notice],
                         api_visibility="private", trigger_mode="multiple")
+
+        def show_live(token):  # polled: the rendering shot's preview, steps and ETAs (live.py)
+            session = studio.registry.get(token)
+            if session is None:
+                return gr.skip()
+            state_now = live.BOARD.snapshot(str(session.project_dir))
+            per_step = live.BOARD.seconds_per_step(state_now.total_steps) if state_now else None
+            panel = live.panel_html(state_now, per_step)
+            if session.shown.get("live") == panel:
+                return gr.skip()
+            session.shown["live"] = panel
+            return panel
+
+        gr.Timer(0.5).tick(show_live, inputs=[state], outputs=[live_panel], queue=False, **quiet)
 
         _wire_api(studio, state, api_trigger, api_text, api_text2, api_json, api_index, api_flag, api_number,
                   api_file, api_status, api_out_file)
