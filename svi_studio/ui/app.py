@@ -211,9 +211,11 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
 
             # -- right: render controls, film, shot cards ---------------------------------------
             with gr.Column(scale=8, elem_id="right-panel"):
-                with gr.Row(equal_height=True):
+                with gr.Row(equal_height=True, elem_id="primary-actions"):  # a sticky bar on small screens
                     render_all = gr.Button("Render all", variant="primary", elem_id="render-all", scale=4)
                     cancel = gr.Button("Cancel", variant="secondary", elem_id="cancel", scale=1, min_width=90)
+                    export = gr.Button("Export film (mp4)", elem_id="export-button", variant="secondary", scale=2,
+                                       min_width=120)
                 notice = gr.Markdown("", elem_id="job-status")
                 live_panel = gr.HTML("", elem_id="live-progress", js_on_load=live.PANEL_JS)
                 with gr.Row(equal_height=False):
@@ -221,7 +223,6 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
                                             elem_id="film-preview", loop=False)
                     with gr.Column(scale=2, min_width=260):
                         c["film"] = gr.Markdown(blank["film"], elem_id="film-summary")
-                        export = gr.Button("Export film (mp4)", elem_id="export-button", variant="secondary")
                         export_file = gr.File(label="Exported film", elem_id="export-file", interactive=False,
                                               visible=False)
                         with gr.Accordion("Export options", open=False, elem_id="export-options"):
