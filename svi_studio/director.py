@@ -30,7 +30,8 @@ from .engines.live_preview import PreviewingStepCallback
 from .engines.base import Anchor, Cancelled, CancelToken, Engine, OutOfMemory
 from .motion import MotionState
 from .project.model import SHOT_OVERRIDE_KEYS, Project, ProjectError, Shot, Take, random_seed
-from .project.status import BROKEN, FRESH, MISSING, RENDERING, STALE, recipe_fingerprint, stale_reason
+from .project.status import (BROKEN, FRESH, MISSING, RENDERING, STALE, recipe_fingerprint, recipe_settings,
+                             stale_reason)
 from .project.store import BrokenTake, ProjectStore, image_fingerprint, to_jsonable
 from .reference import load_reference
 from .seams import seam_score
@@ -281,9 +282,11 @@ class Director:
         return image_fingerprint(path) if path.is_file() else None
 
     def recipe(self, shot: Shot) -> str:
-        settings = self.shot_settings(shot)
+        settings = self.shot_settings(shot).to_dict()
+        if self.engine is not None:
+            settings = recipe_settings(settings, self.engine.ignored_settings, self.engine.default_settings().to_dict())
         return recipe_fingerprint(self.shot_prompt(shot), self.project.negative_prompt, shot.seed,
-                                  settings.to_dict(), self.engine_id, self.anchor_fingerprint(shot))
+                                  settings, self.engine_id, self.anchor_fingerprint(shot))
 
     def shot_status(self, index: int) -> tuple[str, str | None]:
         """(status, reason) of shot `index` — see project/status.py."""

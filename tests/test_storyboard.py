@@ -136,3 +136,32 @@ def test_live_board_reports_steps_previews_and_etas(film):
     text = live.panel_html(state, per_step)
     assert "shot 1 of 2" in text and f"step 0 of {state.total_steps}" in text and "ETA shot" in text
     assert "measuring" in live.panel_html(state, None)
+
+
+def test_settings_the_draft_engine_ignores_do_not_make_takes_stale(film):
+    assert [s.status for s in film.statuses()] == ["fresh", "fresh"]
+    film.update_settings(steps=30, guidance=7.5)
+    assert [s.status for s in film.statuses()] == ["fresh", "fresh"]
+    film.update_settings(fps=12)
+    assert [s.status for s in film.statuses()] == ["stale", "stale"]
+
+
+def test_wan_engines_keep_every_setting_they_read_in_the_recipe(tiny_engine):
+    assert "steps" not in tiny_engine.ignored_settings and "guidance" not in tiny_engine.ignored_settings
+
+
+@pytest.mark.parametrize("seconds, fps, frames", [(5, 16, 81), (5.06, 16, 81), (1, 16, 17), (0.1, 16, 5), (3, 24, 73)])
+def test_shot_length_in_seconds_rounds_to_a_valid_frame_count(seconds, fps, frames):
+    from svi_studio.ui.params import frames_for_seconds, shot_seconds
+
+    assert frames_for_seconds(seconds, fps) == frames and (frames - 1) % 4 == 0
+    assert frames_for_seconds(shot_seconds(frames, fps), fps) == frames  # what the page shows maps back
+
+
+@pytest.mark.parametrize("bad", ["abc", None, float("nan"), -2, 0, float("inf")])
+def test_shot_length_that_is_not_a_length_is_refused_with_a_message(bad):
+    from svi_studio.settings import SettingsError
+    from svi_studio.ui.params import frames_for_seconds
+
+    with pytest.raises(SettingsError, match="shot length"):
+        frames_for_seconds(bad, 16)

@@ -85,6 +85,9 @@ class Engine(ABC):
     preset_id: str = ""
     #: largest output area in pixels; the default resolution fits the reference into it.
     max_area: int = 480 * 832
+    #: ClipSettings fields this engine does not read: the page hides them and they are no part
+    #: of a take's recipe (changing one does not make takes stale; see status.recipe_settings).
+    ignored_settings: tuple[str, ...] = ()
 
     @abstractmethod
     def default_settings(self) -> ClipSettings:

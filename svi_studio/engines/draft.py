@@ -51,6 +51,8 @@ class DraftEngine(Engine):
     name = "draft"
     label = "Draft (camera moves of the reference, not diffusion)"
     is_draft = True
+    ignored_settings = ("steps", "guidance", "guidance_2", "flow_shift", "boundary_ratio", "num_motion_latents",
+                        "lora_weights")
     preset_id = "draft"
     max_area = 480 * 832
 

@@ -43,6 +43,8 @@ class WanEngine(Engine):
         self.label = preset.label
         self.max_area = preset.max_area
         self.svi_mode = preset.svi_mode
+        if self.svi_mode != "pro":  # motion frames are an SVI 2.0 Pro (latent mode) setting
+            self.ignored_settings = ("num_motion_latents",)
         self.loras = loras if loras is not None else LoraStack(pipe)
         if preset.is_tiny:
             self.name = "tiny"

@@ -29,6 +29,14 @@ def recipe_fingerprint(prompt: str, negative_prompt: str, seed: int, settings: d
     return hashlib.sha256(payload.encode("utf-8", errors="surrogatepass")).hexdigest()[:16]
 
 
+def recipe_settings(settings: dict[str, Any], ignored: tuple[str, ...] | list[str],
+                    defaults: dict[str, Any]) -> dict[str, Any]:
+    """The settings that go into a recipe: those the engine ignores are pinned to the engine's
+    defaults, so changing one never makes a take stale. (Pinned rather than left out, so a
+    take rendered before this rule, with those settings at their defaults, keeps its recipe.)"""
+    return {key: defaults.get(key) if key in ignored else value for key, value in settings.items()}
+
+
 def stale_reason(take, is_first: bool, upstream_take: str | None, current_recipe: str) -> str | None:
     """Why a selected take is stale, or None if it is fresh.
 

@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 CSS_PATH = Path(__file__).with_name("studio.css")
 DEFAULT_MAX_SHOTS = 24
 RENDER_GROUP = "gpu"
+# Width × height choices of the resolution preset menu (the width and height boxes take any other size).
+RESOLUTION_PRESETS = ["832×480", "480×832", "1280×720", "720×1280", "640×640", "512×288"]
 EXPORT_GROUP = "export"
 
 
@@ -165,21 +167,34 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
                     gr.Markdown(f"**Model preset:** {engine.label} (`{engine.preset_id}`). "
                                 "One engine per server process; start `python app.py --engine …` for another.",
                                 elem_id="model-preset")
-                    c["steps"] = gr.Slider(1, 60, value=blank["steps"], step=1, label="Steps", elem_id="setting-steps")
+                    uses = lambda name: name not in engine.ignored_settings  # noqa: E731
+                    c["steps"] = gr.Slider(1, 60, value=blank["steps"], step=1, label="Steps", elem_id="setting-steps",
+                                           visible=uses("steps"),
+                                           info="Denoising steps per clip: more is slower and usually cleaner.")
                     c["guidance"] = gr.Slider(0, 10, value=blank["guidance"], step=0.5, label="Guidance",
-                                              elem_id="setting-guidance")
+                                              elem_id="setting-guidance", visible=uses("guidance"),
+                                              info="How strictly the clip follows the prompt (higher: stricter, less natural).")
                     c["motion"] = gr.Radio(views.MOTION_CHOICES, value=blank["motion"], elem_id="setting-motion",
-                                           label="Motion frames carried into the next shot (upstream SVI shows 4; 8 and 12 are experimental)")
+                                           label="Motion frames carried into the next shot",
+                                           visible=uses("num_motion_latents"),
+                                           info="How much of a shot's end the next shot continues from (upstream SVI shows 4; 8 and 12 are experimental).")
+                    c["resolution_preset"] = gr.Dropdown(RESOLUTION_PRESETS, value=None, label="Resolution preset",
+                                                         elem_id="setting-resolution-preset",
+                                                         info="Pick a common size, or type width and height below (custom).")
                     with gr.Row():
                         c["width"] = gr.Number(blank["width"], label="Width", precision=0, step=16,
-                                               elem_id="setting-width", min_width=90)
+                                               elem_id="setting-width", min_width=90,
+                                               info="Pixels; rounded to a multiple of 16.")
                         c["height"] = gr.Number(blank["height"], label="Height", precision=0, step=16,
-                                                elem_id="setting-height", min_width=90)
-                        c["fps"] = gr.Number(blank["fps"], label="FPS", precision=0, elem_id="setting-fps", min_width=80)
-                    c["frames"] = gr.Slider(5, 161, value=blank["frames"], step=4, elem_id="setting-frames",
-                                            label="Frames per shot (4k+1; 81 = 5 s at 16 fps)")
+                                                elem_id="setting-height", min_width=90,
+                                                info="Pixels; rounded to a multiple of 16.")
+                        c["fps"] = gr.Number(blank["fps"], label="FPS", precision=0, elem_id="setting-fps", min_width=80,
+                                             info="Frames per second of every clip.")
+                    c["frames"] = gr.Slider(0.5, 15, value=blank["frames"], step=0.01, elem_id="setting-frames",
+                                            label="Shot length (seconds)",
+                                            info="Rounded to a frame count the model can make (4k+1 frames); the note under the reference shows the exact length.")
                     c["loras"] = gr.Textbox(blank["loras"], label="LoRA weights (one per line: name = weight)",
-                                            lines=2, elem_id="setting-loras", visible=studio.has_loras)
+                                            info="0 turns a LoRA off; 1 is its full strength.", lines=2, elem_id="setting-loras", visible=studio.has_loras)
                     if studio.has_loras:
                         lora_upload = gr.UploadButton("Add a style LoRA (.safetensors)", file_types=[".safetensors"],
                                                       elem_id="lora-upload", size="sm")
@@ -290,6 +305,9 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
         for key in ("steps", "guidance", "frames"):
             on(c[key].release, sync)
         on(c["motion"].input, sync)
+        preset_js = "(choice) => choice ? choice.split('×').map(Number) : [null, null]"
+        on(c["resolution_preset"].input(None, inputs=[c["resolution_preset"]], outputs=[c["width"], c["height"]],
+                                        js=preset_js, **quiet).then, sync)
         if lora_upload is not None:
             on(lora_upload.upload, studio.add_style_lora, extra_inputs=[lora_upload],
                concurrency_id=RENDER_GROUP, concurrency_limit=1)

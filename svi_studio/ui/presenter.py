@@ -19,6 +19,7 @@ from ..director import Director
 from ..engines.base import Engine
 from ..project.model import ProjectError
 from . import gallery, storyboard, views
+from .params import shot_seconds
 from .sessions import Session
 
 SETTING_KEYS = ("steps", "guidance", "motion", "width", "height", "fps", "frames", "loras")
@@ -61,7 +62,8 @@ def blank_model(engine: Engine, max_shots: int) -> dict[str, Any]:
         "resolution": "Upload a reference image: it anchors the character and look of every shot.",
         "style": "", "negative": "",
         "steps": settings.steps, "guidance": settings.guidance, "motion": settings.num_motion_latents,
-        "width": settings.width, "height": settings.height, "fps": settings.fps, "frames": settings.num_frames,
+        "width": settings.width, "height": settings.height, "fps": settings.fps,
+        "frames": shot_seconds(settings.num_frames, settings.fps),  # the page speaks in seconds
         "loras": views.lora_weights_text(visible_loras(engine, None, {})),
         "preview": None,
         "film": "Upload a reference image, write a prompt for each shot, then press **Render all**.",
@@ -97,7 +99,8 @@ def view_model(session: Session, max_shots: int, lora_owners: dict[str, str]) ->
         "resolution": views.resolution_note(director),
         "style": project.style_prompt, "negative": project.negative_prompt,
         "steps": settings.steps, "guidance": settings.guidance, "motion": settings.num_motion_latents,
-        "width": settings.width, "height": settings.height, "fps": settings.fps, "frames": settings.num_frames,
+        "width": settings.width, "height": settings.height, "fps": settings.fps,
+        "frames": shot_seconds(settings.num_frames, settings.fps),  # the page speaks in seconds
         "loras": views.lora_weights_text(weights),
         "preview": file_value(session.preview_path) if any(s.end_s is not None for s in statuses) else None,
         "film": views.film_summary(director, statuses),

@@ -36,7 +36,7 @@ from ..project.model import ProjectError, random_seed
 from ..project.spec import list_project_presets, load_spec
 from ..settings import SettingsError
 from . import jobs, runtime, uploads, views
-from .params import crossfade_seconds
+from .params import crossfade_seconds, frames_for_seconds
 from .presenter import CARD_FIELDS, Presenter, blank_model, card_key, visible_loras
 from .serving import MediaShelf, redact
 from .sessions import Session, SessionRegistry
@@ -186,6 +186,9 @@ class Studio:
         if settings:
             def apply_settings() -> list[str]:
                 changes = {SETTING_FIELDS[k]: form[k] for k in settings if k in SETTING_FIELDS}
+                if "frames" in settings:  # the page's shot length is in seconds
+                    fps = form["fps"] if "fps" in settings else director.project.settings.fps
+                    changes["num_frames"] = frames_for_seconds(form["frames"], fps)
                 if "loras" in settings:
                     changes["lora_weights"] = self.lora_weights(session, form["loras"])
                 return director.update_settings(**changes)

@@ -155,3 +155,26 @@ def test_mobile_keeps_primary_actions_reachable(served, browser):
         page.screenshot(path=str(ARTIFACTS / "mobile.png"))
     finally:
         page.close()
+
+
+def test_settings_speak_seconds_and_hide_what_the_draft_engine_ignores(served, browser):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        page.goto(served[0])
+        page.click("#example-cat-adventure")
+        page.wait_for_function("document.querySelectorAll('#storyboard .svi-tile').length === 3", timeout=30000)
+        page.click("#settings")
+        page.wait_for_selector("#setting-frames", state="visible")
+        for ignored in ("#setting-steps", "#setting-guidance", "#setting-motion"):
+            assert not page.is_visible(ignored), ignored
+        assert "Shot length (seconds)" in page.inner_text("#setting-frames")
+        assert "4k+1" in page.inner_text("#setting-frames")  # the one-line help
+        page.fill("#setting-frames input[type=number]", "2")
+        page.press("#setting-frames input[type=number]", "Enter")
+        page.click("#setting-fps input")  # blur the length box
+        page.locator("#setting-frames input[type=range]").dispatch_event("change")
+        page.wait_for_function("document.querySelector('#resolution-note').innerText.includes('33 frames')",
+                               timeout=20000)
+        assert "2.06 s per shot" in page.inner_text("#resolution-note")  # the rounding, shown
+    finally:
+        page.close()
