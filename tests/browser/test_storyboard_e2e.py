@@ -99,6 +99,21 @@ def test_strip_tiles_colours_click_to_card_and_keyboard_move(page):
     page.wait_for_function(ALL_FRESH, timeout=10000)
 
 
+def test_strip_seeks_the_film_preview_shows_the_playhead_and_plays_across_a_cut(page):
+    page.wait_for_function("(() => { const v = document.querySelector('#film-preview video'); "
+                           "return v && v.duration > 10; })()", timeout=30000)
+    start = float(page.get_attribute(f'{TILES}[data-index="1"]', "data-start"))
+    page.click(f'{TILES}[data-index="1"]')
+    page.wait_for_function(f"Math.abs(document.querySelector('#film-preview video').currentTime - {start}) < 0.1",
+                           timeout=5000)
+    page.click(".svi-cut-play[data-cut-at]")
+    cut = float(page.get_attribute(".svi-cut-play[data-cut-at]", "data-cut-at"))
+    page.wait_for_function("!document.querySelector('#storyboard .svi-playhead').hidden", timeout=5000)
+    page.wait_for_function("document.querySelector('#film-preview video').paused", timeout=10000)
+    stopped = page.evaluate("document.querySelector('#film-preview video').currentTime")
+    assert cut + 0.8 <= stopped <= cut + 1.6  # one second past the cut, then it stops
+
+
 def test_take_gallery_play_compare_star_delete(page):
     count = len(page.query_selector_all("#shot-2-gallery .svi-take"))  # 2: the strip test re-rendered it
     render_and_wait(page, "#shot-2-regenerate", 1)
