@@ -25,6 +25,7 @@ if not Path(CHROMIUM).exists():
                 allow_module_level=True)
 sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
 
+from svi_studio.ui.params import shot_seconds  # noqa: E402
 from svi_studio.video_io import probe  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "studio-e2e"
@@ -113,8 +114,9 @@ def test_studio_renders_shot_by_shot_and_exports(page, reference_image, tmp_path
     page.wait_for_function("() => document.querySelector('#resolution-note').innerText.includes('Clips will be')")
 
     page.click("#settings")
-    frames = page.locator("#setting-frames input[type=number]")
-    frames.fill(str(FRAMES))
+    frames = page.locator("#setting-frames input[type=number]")  # the shot length, in seconds
+    fps = int(page.input_value("#setting-fps input"))
+    frames.fill(str(shot_seconds(FRAMES, fps)))
     frames.blur()
     page.wait_for_function(f"() => document.querySelector('#resolution-note').innerText.includes('{FRAMES} frames')")
 
