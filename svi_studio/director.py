@@ -32,7 +32,8 @@ from PIL import Image
 from .engines.base import CancelToken, Engine, settings_for_conditions
 from .conditions import ShotConditions
 from .engines.request import ANCHOR_IMAGE
-from .project.model import MAX_NAME_CHARS, SHOT_OVERRIDE_KEYS, Project, ProjectError, Shot, max_shots, random_seed
+from .project.model import (MAX_NAME_CHARS, MAX_TAKE_NOTE, SHOT_OVERRIDE_KEYS, Project, ProjectError, Shot, Take,
+                            max_shots, random_seed)
 from .project.status import BROKEN, FRESH, MISSING, RENDERING, STALE, recipe_fingerprint, stale_reason
 from .project.store import BrokenTake, ProjectStore, image_fingerprint
 from .reference import load_reference
@@ -386,15 +387,31 @@ class Director:
         shot.seed = take.seed
         self.store.save()
 
-    def delete_take(self, index: int, take_id: str) -> None:
+    def mark_take(self, index: int, take_id: str, starred: bool | None = None, note: str | None = None) -> Take:
+        """Star/unstar a take of shot `index` and/or set its short note (saved in its take.json;
+        the clip, its recipe and every status stay as they were)."""
         shot = self.shot(index)
         if take_id not in shot.takes:
             raise ProjectError(f"shot {index + 1} has no take {take_id!r}.")
-        shot.takes.remove(take_id)
+        take = self.store.take(shot.id, take_id)
+        if starred is not None:
+            take.starred = bool(starred)
+        if note is not None:
+            take.note = clean_text(note, "a take's note")[:MAX_TAKE_NOTE].strip()
+        self.store.update_take(take)
+        return take
+
+    def delete_take(self, index: int, take_id: str) -> None:
+        """Delete a take of shot `index` that is not its selected one (the film never loses the
+        clip it shows; select another take first). Its folder goes atomically (see
+        ProjectStore.delete_take_files); nothing else changes status."""
+        shot = self.shot(index)
+        if take_id not in shot.takes:
+            raise ProjectError(f"shot {index + 1} has no take {take_id!r}.")
         if shot.selected_take == take_id:
-            shot.selected_take = shot.takes[-1] if shot.takes else None
-            if shot.selected_take:
-                shot.seed = self.store.take(shot.id, shot.selected_take).seed
+            raise ProjectError(f"take {shot.takes.index(take_id) + 1} is the one shot {index + 1} uses; "
+                               "select another take before deleting it.")
+        shot.takes.remove(take_id)
         self.store.save()
         self.store.delete_take_files(shot.id, take_id)
 

@@ -31,6 +31,7 @@ SCHEMA_VERSION = 2  # 2: Shot.media replaces Shot.anchor_image (schema 1 files l
 DEFAULT_MAX_SHOTS = 24  # the editor's shot cards; SVI_MAX_SHOTS changes it for the app and the loader alike
 MAX_TEXT_CHARS = 100_000  # a prompt; longer ones would bloat project.json and every status call
 MAX_NAME_CHARS = 200  # the film's name
+MAX_TAKE_NOTE = 280  # characters of a take's note (a short remark, shown under its thumbnail)
 MAX_PATH_CHARS = 255  # a project-relative file path (the reference, a shot's anchor image)
 MAX_JSON_DEPTH = 32  # nesting of objects and lists in project.json / take.json (a real one is 5 deep)
 SHOT_OVERRIDE_KEYS = ("steps", "guidance", "guidance_2", "flow_shift", "lora_weights")
@@ -311,6 +312,8 @@ class Take:
         differs is stale.
     upstream_take: the take of the previous shot whose motion_out this take consumed
         (None for the first shot). motion_in_fingerprint: sha256 of that motion state.
+    starred, note: the user's mark and short note (take galleries); take.json files written
+        before these existed load with the defaults.
     """
 
     id: str
@@ -335,6 +338,8 @@ class Take:
     seam: dict[str, Any] | None = None
     timings: dict[str, float] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    starred: bool = False
+    note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -360,4 +365,7 @@ class Take:
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10_000:
                 raise ProjectError(f"take.json: the stitch rule's {key} must be a whole number of frames, "
                                    f"not {value!r:.40}.")
-        return cls(**{k: v for k, v in data.items() if k in names})
+        take = cls(**{k: v for k, v in data.items() if k in names})
+        take.starred = take.starred is True
+        take.note = take.note if isinstance(take.note, str) else ""
+        return take

@@ -70,6 +70,7 @@ MAX_PROJECT_JSON_BYTES = 32 * 1024**2  # 24 shots of 100,000-character prompts f
 MAX_TAKE_JSON_BYTES = 8 * 1024**2
 PARTIAL_STALE_S = 3600  # a partial whose writer cannot be checked (another host) is abandoned after this
 LOCK_WAIT_S = 5.0  # a new render waits this long for an open (which holds the lock for milliseconds) to finish
+TRASH_PREFIX = ".trash-"  # a deleted take between its rename and its removal
 
 
 class BrokenTake(ProjectError):
@@ -395,6 +396,9 @@ class ProjectStore:
                 if not shot_dir.is_dir():
                     continue
                 for take_dir in sorted(shot_dir.iterdir()):
+                    if take_dir.name.startswith(TRASH_PREFIX):  # a deletion that was interrupted: finish it
+                        shutil.rmtree(take_dir, ignore_errors=True)
+                        continue
                     if take_dir.name.startswith(PARTIAL_PREFIX):
                         if _abandoned(take_dir, state):
                             log.warning("removing incomplete take folder %s (left by an interrupted render)", take_dir)
@@ -659,8 +663,17 @@ class ProjectStore:
         atomic_write_json(self.take_dir(take.shot_id, take.id) / TAKE_FILE, take.to_dict())
 
     def delete_take_files(self, shot_id: str, take_id: str) -> None:
-        """Remove a take folder (only ever on the user's explicit request)."""
-        shutil.rmtree(self.take_dir(shot_id, take_id), ignore_errors=True)
+        """Remove a take folder (only ever on the user's explicit request). The folder is first
+        renamed to a hidden trash name (one atomic step: the take is gone as a whole, and a
+        bundle or a crash never sees half of it), then removed."""
+        folder = self.take_dir(shot_id, take_id)
+        trash = folder.with_name(f"{TRASH_PREFIX}{take_id}-{new_id()}")
+        try:
+            os.replace(folder, trash)
+        except FileNotFoundError:
+            return
+        fsync_dir(folder.parent)
+        shutil.rmtree(trash, ignore_errors=True)
 
     def now(self) -> str:
         return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -16,6 +16,7 @@ of the last two takes, so a job of consecutive shots reads each clip once.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 import time
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 
 from ..engines.base import Anchor, CancelToken, OutOfMemory
+from ..engines.live_preview import PreviewingStepCallback
 from ..engines.request import ANCHOR_IMAGE, ClipRequest
 from ..motion import MotionState
 from ..project.model import ProjectError, Shot, Take
@@ -107,10 +109,14 @@ class ShotRenderer:
         recipe = director.recipe(shot)
         conditions = director.conditions.load(index, shot, settings)
 
-        # 2. Generate.
+        # 2. Generate. A PreviewingStepCallback as on_step also asks the engine for live previews.
+        report = on_step.on_step if isinstance(on_step, PreviewingStepCallback) else on_step
+
         def step(done: int, total: int) -> None:
-            if on_step is not None:
-                on_step(StepEvent(index, shot.id, done, total, job_index, job_size))
+            if report is not None:
+                report(StepEvent(index, shot.id, done, total, job_index, job_size))
+
+        engine_step = replace(on_step, on_step=step) if isinstance(on_step, PreviewingStepCallback) else step
 
         director.rendering.add(shot.id)
         try:
@@ -121,7 +127,7 @@ class ShotRenderer:
                 request = ClipRequest(anchor, motion_in, prompt, project.negative_prompt, shot.seed, settings,
                                       conditions)
                 started_at, started = time.time(), time.perf_counter()
-                clip = engine.generate_clip(request, on_step=step, cancel=cancel)
+                clip = engine.generate_clip(request, on_step=engine_step, cancel=cancel)
             generated, finished_at = time.perf_counter(), time.time()
 
             # 3. Seam against the upstream take's kept frames.

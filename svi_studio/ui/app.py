@@ -39,7 +39,7 @@ from starlette.middleware import Middleware
 from ..engines import default_engine_name
 from ..engines.request import CONDITION_LABELS
 from ..project.model import max_shots as project_max_shots
-from . import editing, jobs, projects, runtime, views
+from . import editing, gallery, jobs, live, projects, runtime, storyboard, views
 from .presenter import CARD_FIELDS, CARD_MEDIA, REGENERATE, card_key
 from .params import shot_id, shot_number, true_or_false, whole_number
 from .serving import SHELF_FOLDER, ArrivalOrder, MediaShelf, SecurityHeaders, arrival_of
@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 
 CSS_PATH = Path(__file__).with_name("studio.css")
 RENDER_GROUP = "gpu"
+# Width × height choices of the resolution preset menu (the width and height boxes take any other size).
+RESOLUTION_PRESETS = ["832×480", "480×832", "1280×720", "720×1280", "640×640", "512×288"]
 EXPORT_GROUP = "export"
 
 
@@ -167,21 +169,35 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
                     gr.Markdown(f"**Model preset:** {engine.label} (`{engine.preset_id}`). "
                                 "One engine per server process; start `python app.py --engine …` for another.",
                                 elem_id="model-preset")
-                    c["steps"] = gr.Slider(1, 60, value=blank["steps"], step=1, label="Steps", elem_id="setting-steps")
+                    used = engine.used_settings(engine.default_settings())  # the page shows only what the engine reads
+                    uses = used.__contains__
+                    c["steps"] = gr.Slider(1, 60, value=blank["steps"], step=1, label="Steps", elem_id="setting-steps",
+                                           visible=uses("steps"),
+                                           info="Denoising steps per clip: more is slower and usually cleaner.")
                     c["guidance"] = gr.Slider(0, 10, value=blank["guidance"], step=0.5, label="Guidance",
-                                              elem_id="setting-guidance")
+                                              elem_id="setting-guidance", visible=uses("guidance"),
+                                              info="How strictly the clip follows the prompt (higher: stricter, less natural).")
                     c["motion"] = gr.Radio(views.MOTION_CHOICES, value=blank["motion"], elem_id="setting-motion",
-                                           label="Motion frames carried into the next shot (upstream SVI shows 4; 8 and 12 are experimental)")
+                                           label="Motion frames carried into the next shot",
+                                           visible=uses("num_motion_latents"),
+                                           info="How much of a shot's end the next shot continues from (upstream SVI shows 4; 8 and 12 are experimental).")
+                    c["resolution_preset"] = gr.Dropdown(RESOLUTION_PRESETS, value=None, label="Resolution preset",
+                                                         elem_id="setting-resolution-preset",
+                                                         info="Pick a common size, or type width and height below (custom).")
                     with gr.Row():
                         c["width"] = gr.Number(blank["width"], label="Width", precision=0, step=16,
-                                               elem_id="setting-width", min_width=90)
+                                               elem_id="setting-width", min_width=90,
+                                               info="Pixels; rounded to a multiple of 16.")
                         c["height"] = gr.Number(blank["height"], label="Height", precision=0, step=16,
-                                                elem_id="setting-height", min_width=90)
-                        c["fps"] = gr.Number(blank["fps"], label="FPS", precision=0, elem_id="setting-fps", min_width=80)
-                    c["frames"] = gr.Slider(5, 161, value=blank["frames"], step=4, elem_id="setting-frames",
-                                            label="Frames per shot (4k+1; 81 = 5 s at 16 fps)")
+                                                elem_id="setting-height", min_width=90,
+                                                info="Pixels; rounded to a multiple of 16.")
+                        c["fps"] = gr.Number(blank["fps"], label="FPS", precision=0, elem_id="setting-fps", min_width=80,
+                                             info="Frames per second of every clip.")
+                    c["frames"] = gr.Slider(0.5, 15, value=blank["frames"], step=0.01, elem_id="setting-frames",
+                                            label="Shot length (seconds)",
+                                            info="Rounded to a frame count the model can make (4k+1 frames); the note under the reference shows the exact length.")
                     c["loras"] = gr.Textbox(blank["loras"], label="LoRA weights (one per line: name = weight)",
-                                            lines=2, elem_id="setting-loras", visible=studio.has_loras)
+                                            info="0 turns a LoRA off; 1 is its full strength.", lines=2, elem_id="setting-loras", visible=studio.has_loras)
                     if studio.has_loras:
                         lora_upload = gr.UploadButton("Add a style LoRA (.safetensors)", file_types=[".safetensors"],
                                                       elem_id="lora-upload", size="sm")
@@ -224,9 +240,11 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
 
             # -- right: render controls, film, shot cards ---------------------------------------
             with gr.Column(scale=8, elem_id="right-panel"):
-                with gr.Row(equal_height=True):
+                with gr.Row(equal_height=True, elem_id="primary-actions"):  # a sticky bar on small screens
                     render_all = gr.Button("Render all", variant="primary", elem_id="render-all", scale=4)
                     cancel = gr.Button("Cancel", variant="secondary", elem_id="cancel", scale=1, min_width=90)
+                    export = gr.Button("Export film (mp4)", elem_id="export-button", variant="secondary", scale=2,
+                                       min_width=120)
                 with gr.Row(equal_height=True, elem_id="status-row"):
                     notice = gr.Markdown("", elem_id="job-status")
                     c["undo"] = gr.Button(blank["undo"][0], interactive=False, size="sm", elem_id="undo",
@@ -234,12 +252,12 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
                     c["redo"] = gr.Button(blank["redo"][0], interactive=False, size="sm", elem_id="redo",
                                           scale=0, min_width=150)
                 c["revision"] = gr.Textbox(blank["revision"], visible=False, elem_id="project-revision")
+                live_panel = gr.HTML("", elem_id="live-progress", js_on_load=live.PANEL_JS)
                 with gr.Row(equal_height=False):
                     c["preview"] = gr.Video(label="Film so far", interactive=False, height=240, scale=3,
                                             elem_id="film-preview", loop=False)
                     with gr.Column(scale=2, min_width=260):
                         c["film"] = gr.Markdown(blank["film"], elem_id="film-summary")
-                        export = gr.Button("Export film (mp4)", elem_id="export-button", variant="secondary")
                         export_file = gr.File(label="Exported film", elem_id="export-file", interactive=False,
                                               visible=False)
                         with gr.Accordion("Export options", open=False, elem_id="export-options"):
@@ -248,6 +266,8 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
                             crossfade = gr.Slider(0, 1, value=0, step=0.05, label="Crossfade at cuts (s)",
                                                   elem_id="export-crossfade")
 
+                c["storyboard"] = gr.HTML(storyboard.blank_strip().template, elem_id="storyboard",
+                                          js_on_load=storyboard.STRIP_JS)
                 cards = []
                 for index in range(max_shots):
                     cards.append(_shot_card(index, blank, c, engine.accepts))
@@ -322,6 +342,9 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
         for key in ("steps", "guidance", "frames"):
             on(c[key].release, sync)
         on(c["motion"].input, sync)
+        preset_js = "(choice) => choice ? choice.split('×').map(Number) : [null, null]"
+        on(c["resolution_preset"].input(None, inputs=[c["resolution_preset"]], outputs=[c["width"], c["height"]],
+                                        js=preset_js, **quiet).then, sync)
         if lora_upload is not None:
             on(lora_upload.upload, studio.add_style_lora, extra_inputs=[lora_upload],
                concurrency_id=RENDER_GROUP, concurrency_limit=1)
@@ -372,6 +395,7 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
                         **quiet)
             card["takes"].input(None, inputs=[card["takes"], card["id"], revision], outputs=[card_action],
                                 js=_action_js("take", index, with_value=True), **quiet)
+            card["gallery"].click(_gallery_relay(index), inputs=[card["id"]], outputs=[card_action], **quiet)
             for button, kind in ((card["regen"], "regenerate"), (card["regen_from"], "regenerate_from")):
                 button.click(None, inputs=[card["id"], revision], outputs=[card_job], js=_action_js(kind, index),
                              **quiet)
@@ -389,6 +413,10 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
             "insert": lambda session, act: studio.insert_after(session, act.shot_id, act.revision),
             "delete": lambda session, act: studio.delete_shot(session, act.shot_id, act.revision),
             "take": lambda session, act: studio.select_take(session, act.shot_id, act.value),
+            # the take gallery (star, note, delete) and the storyboard strip's drag: by shot id too
+            **{kind: partial(_gallery_action, studio, action) for kind, action in gallery.ACTIONS.items()},
+            "move": lambda session, act: studio.move_shot(session, act.shot_id, storyboard.move_offset(
+                editing.locate(session.director, act.shot_id), act.value), act.revision),
         }
 
         def on_card_action(session, raw):
@@ -399,6 +427,10 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
                 return Outcome("That card shows no shot yet; wait for the page to load.")
             return card_actions[act.kind](session, act)
 
+        def on_strip(event: gr.EventData):  # a tile moved (keys or drag): the same action as ↑/↓
+            return storyboard.strip_action(getattr(event, "_data", None)) or gr.skip()
+
+        c["storyboard"].click(on_strip, inputs=None, outputs=[card_action], **quiet)
         on(card_action.change, on_card_action, extra_inputs=[card_action], trigger_mode="multiple")
         on(card_sync.change, sync, light=True, trigger_mode="always_last")
 
@@ -419,6 +451,20 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
         card_job.change(on_card_job, inputs=form + [card_job], outputs=view, concurrency_id=RENDER_GROUP,
                         concurrency_limit=1, show_progress="full", show_progress_on=[notice],
                         api_visibility="private", trigger_mode="multiple")
+
+        def show_live(token):  # polled: the rendering shot's preview, steps and ETAs (live.py)
+            session = studio.registry.get(token)
+            if session is None:
+                return gr.skip()
+            state_now = live.BOARD.snapshot(str(session.project_dir))
+            per_step = live.BOARD.seconds_per_step(state_now.total_steps) if state_now else None
+            panel = live.panel_html(state_now, per_step)
+            if session.shown.get("live") == panel:
+                return gr.skip()
+            session.shown["live"] = panel
+            return panel
+
+        gr.Timer(0.5).tick(show_live, inputs=[state], outputs=[live_panel], queue=False, **quiet)
 
         _wire_api(studio, state, api_trigger, api_text, api_text2, api_json, api_index, api_flag, api_number,
                   api_file, api_status, api_out_file)
@@ -534,6 +580,8 @@ def _shot_card(index: int, blank: dict[str, Any], c: dict[str, Any], accepts: fr
                         card[role] = gr.Image(label=label, type="filepath", height=110, sources=["upload"],
                                               elem_id=f"shot-{number}-{role.replace('_', '-')}", min_width=100,
                                               visible=role in accepts, buttons=[])
+        card["gallery"] = gr.HTML("", elem_id=f"shot-{number}-gallery", js_on_load=gallery.GALLERY_JS,
+                                  elem_classes=["svi-gallery-slot"])
         card["id"] = gr.Textbox(blank[card_key(index, "id")], visible=False, elem_id=f"shot-{number}-id")
     card["group"] = group
     for field in CARD_FIELDS:
@@ -558,6 +606,22 @@ def _action_js(kind: str, index: int, with_value: bool = False) -> str:
 def _set_media(studio: Studio, role: str, session, shot: str, path: str | None = None):
     """A card's condition file set (uploaded) or cleared, on the shot whose id the card shows."""
     return studio.set_shot_media(session, shot, role, path)
+
+
+def _gallery_action(studio: Studio, action, session, act):
+    """A take gallery action (gallery.ACTIONS) on the shot whose id the card showed."""
+    return action(studio, session, editing.locate(session.director, act.shot_id), act.value)
+
+
+def _gallery_relay(index: int):
+    """The event handler turning card `index`'s gallery star/note/delete (gr.HTML trigger data)
+    into a card action naming the card's shot id (a closure: Gradio finds gr.EventData by the
+    annotation of a plain function)."""
+
+    def relay(shot: str, event: gr.EventData):
+        return gallery.gallery_action(index, getattr(event, "_data", None), shot or None) or gr.skip()
+
+    return relay
 
 
 def _load_example(studio: Studio, name: str, session):

@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 from ..project.model import ProjectError
+from ..settings import SettingsError
 
 
 def shot_number(value: Any, shots: int) -> int:
@@ -77,3 +78,20 @@ def shot_id(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ProjectError(f"name the shot by its id (`shot_id` in /status), got {str(value)[:40]!r}.")
     return value.strip()
+
+
+def frames_for_seconds(seconds: Any, fps: Any) -> int:
+    """The valid frame count (4k+1, at least 5) nearest to `seconds` at `fps`; SettingsError when
+    either is not a positive number. The page shows the length this gives (num_frames / fps)."""
+    try:
+        length, rate = float(seconds), float(fps)
+    except (TypeError, ValueError, OverflowError):
+        raise SettingsError(f"the shot length must be a number of seconds, got {str(seconds)[:40]!r}.") from None
+    if not (math.isfinite(length) and length > 0 and math.isfinite(rate) and rate > 0):
+        raise SettingsError(f"the shot length must be more than 0 seconds, got {str(seconds)[:40]!r}.")
+    return max(5, 4 * round(length * rate / 4) + 1)
+
+
+def shot_seconds(num_frames: int, fps: int) -> float:
+    """What the shot-length control shows for a frame count: seconds, to 2 decimals."""
+    return round(num_frames / fps, 2)

@@ -19,11 +19,13 @@ from ..director import Director
 from ..engines.base import Engine
 from ..project.model import ProjectError
 from ..project.status import FRESH
-from . import editing, views
+from . import editing, gallery, storyboard, views
+from .params import shot_seconds
 from .sessions import Session
 
 SETTING_KEYS = ("steps", "guidance", "motion", "width", "height", "fps", "frames", "loras")
-CARD_FIELDS = ("group", "head", "prompt", "seed", "lock", "video", "takes", "id", "regen", "anchor_image", "end_image")
+CARD_FIELDS = ("group", "head", "prompt", "seed", "lock", "video", "takes", "gallery", "id", "regen", "anchor_image",
+               "end_image")
 #: the card fields that show a shot's condition files (Shot.media roles), when the engine accepts them.
 CARD_MEDIA = ("anchor_image", "end_image")
 REGENERATE = "Regenerate this shot"
@@ -67,13 +69,15 @@ def blank_model(engine: Engine, max_shots: int) -> dict[str, Any]:
         "resolution": "Upload a reference image: it anchors the character and look of every shot.",
         "style": "", "negative": "",
         "steps": settings.steps, "guidance": settings.guidance, "motion": settings.num_motion_latents,
-        "width": settings.width, "height": settings.height, "fps": settings.fps, "frames": settings.num_frames,
+        "width": settings.width, "height": settings.height, "fps": settings.fps,
+        "frames": shot_seconds(settings.num_frames, settings.fps),  # the page speaks in seconds
         "loras": views.lora_weights_text(visible_loras(engine, None, {})),
         "preview": None,
         "film": "Upload a reference image, write a prompt for each shot, then press **Render all**.",
         "add_shot": True,
         "revision": "",
         "undo": ("Undo", False), "redo": ("Redo", False),
+        "storyboard": storyboard.blank_strip(),
     }
     for index in range(max_shots):
         first = index == 0
@@ -88,6 +92,7 @@ def blank_model(engine: Engine, max_shots: int) -> dict[str, Any]:
             **{card_key(index, role): None for role in CARD_MEDIA},
             card_key(index, "id"): "",
             card_key(index, "regen"): (REGENERATE, True),
+            card_key(index, "gallery"): storyboard.MediaHTML(""),
         })
     return model
 
@@ -106,12 +111,14 @@ def view_model(session: Session, max_shots: int, lora_owners: dict[str, str]) ->
         "resolution": views.resolution_note(director),
         "style": project.style_prompt, "negative": project.negative_prompt,
         "steps": settings.steps, "guidance": settings.guidance, "motion": settings.num_motion_latents,
-        "width": settings.width, "height": settings.height, "fps": settings.fps, "frames": settings.num_frames,
+        "width": settings.width, "height": settings.height, "fps": settings.fps,
+        "frames": shot_seconds(settings.num_frames, settings.fps),  # the page speaks in seconds
         "loras": views.lora_weights_text(weights),
         "preview": file_value(session.preview_path) if any(s.end_s is not None for s in statuses) else None,
         "film": views.film_summary(director, statuses),
         "add_shot": len(project.shots) < max_shots,
         "revision": str(project.revision),
+        "storyboard": storyboard.strip_html(director, statuses),
     }
     history = editing.history_of(session)
     model["undo"] = (f"↶ Undo {history.next_undo()}" if history.next_undo() else "↶ Undo", bool(history.next_undo()))
@@ -122,7 +129,8 @@ def view_model(session: Session, max_shots: int, lora_owners: dict[str, str]) ->
                           card_key(index, "prompt"): "", card_key(index, "seed"): "", card_key(index, "lock"): False,
                           card_key(index, "video"): None, card_key(index, "takes"): ((), None),
                           **{card_key(index, role): None for role in CARD_MEDIA},
-                          card_key(index, "id"): "", card_key(index, "regen"): (REGENERATE, True)})
+                          card_key(index, "id"): "", card_key(index, "regen"): (REGENERATE, True),
+                          card_key(index, "gallery"): storyboard.MediaHTML("")})
             continue
         status = statuses[index]
         shot = project.shots[index]
@@ -140,6 +148,7 @@ def view_model(session: Session, max_shots: int, lora_owners: dict[str, str]) ->
             # A locked seed and an up-to-date take: a re-roll would make the same clip.
             card_key(index, "regen"): ((REGENERATE_LOCKED, False) if shot.seed_locked and status.status == FRESH
                                        else (REGENERATE, True)),
+            card_key(index, "gallery"): gallery.gallery_html(director, index),
         })
     return model
 
@@ -169,6 +178,8 @@ def take_choices(director: Director, index: int) -> tuple[tuple[str, str], ...]:
 def make_update(key: str, value: Any, publish: Callable[[str], str | None] = str) -> Any:
     """The Gradio update for one view-model value; a file is handed over as `publish(path)`
     (the copy Gradio may serve), never as the session's own path."""
+    if isinstance(value, storyboard.MediaHTML):  # HTML showing session files: publish each one
+        return gr.update(value=value.render(publish))
     kind = UPDATE_KIND.get(key.split(".", 1)[-1], "value")
     if kind == "visible":
         return gr.update(visible=value)

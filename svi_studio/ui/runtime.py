@@ -32,6 +32,7 @@ from ..errors import UserError
 from ..project.model import ProjectError
 from ..project.store import PROJECT_FILE
 from ..settings import normalise_settings
+from . import live
 from .gpu import estimate_seconds
 
 log = logging.getLogger(__name__)
@@ -157,8 +158,9 @@ def render_shot_on_gpu(project_dir: str, index: int, shot_id: str, engine_preset
             progress(fraction, desc=f"Shot {index + 1} ({job_index + 1} of {job_size}) · "
                                     f"step {event.step}/{event.total_steps}")
 
-        event = director.render_shot(index, cancel=cancel, on_step=on_step, job_index=job_index, job_size=job_size,
-                                     seed=seed)
+        live.BOARD.start(project_dir, index, job_index, job_size)  # the page's live preview and ETA
+        event = director.render_shot(index, cancel=cancel, on_step=live.BOARD.callback(project_dir, on_step),
+                                     job_index=job_index, job_size=job_size, seed=seed)
         _remember_saved(project_dir, director)
         ok = True
         return {"ok": True, "event": event.to_dict()}
@@ -167,6 +169,7 @@ def render_shot_on_gpu(project_dir: str, index: int, shot_id: str, engine_preset
     except UserError as error:
         return {"ok": False, "error": "user", "type": type(error).__name__, "message": str(error)}
     finally:
+        live.BOARD.finish(project_dir)
         if not ok:  # nothing was saved: drop the cached copy, the next call reopens the project
             _WORKER_DIRECTORS.pop(project_dir, None)
 

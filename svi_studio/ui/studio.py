@@ -37,7 +37,7 @@ from ..project.model import ProjectError, random_seed
 from ..project.spec import list_project_presets, load_spec
 from ..settings import SettingsError
 from . import editing, jobs, runtime, uploads, views
-from .params import crossfade_seconds
+from .params import crossfade_seconds, frames_for_seconds
 from .presenter import CARD_FIELDS, Presenter, blank_model, card_key, visible_loras
 from .serving import MediaShelf, redact
 from .sessions import Session, SessionRegistry
@@ -48,7 +48,7 @@ STORY_KEYS = ("style", "negative")
 SETTING_FIELDS = {"steps": "steps", "guidance": "guidance", "motion": "num_motion_latents", "width": "width",
                   "height": "height", "fps": "fps", "frames": "num_frames"}
 PAGE_KEYS = ("reference", "resolution", "style", "negative", "steps", "guidance", "motion", "width", "height",
-             "fps", "frames", "loras", "preview", "film", "add_shot", "revision", "undo", "redo")
+             "fps", "frames", "loras", "preview", "film", "add_shot", "revision", "undo", "redo", "storyboard")
 USER_ERRORS = (UserError, ValueError, OSError)  # ProjectError, SettingsError, EngineError, UploadError, … and a disk failing
 OS_REASONS = {errno.ENOSPC: "the server's disk is full", errno.EDQUOT: "the server's disk quota is used up",
               errno.EROFS: "the server's disk is read-only", errno.EACCES: "the server was denied access to a file",
@@ -123,7 +123,7 @@ class Studio:
         # What a plain sync (a prompt, seed or story box losing focus) can change: badges, the
         # summary, a seed typed badly (sent back as saved). Gradio rebuilds every output component it is given, even a skipped one, so the
         # frequent syncs list only these.
-        self.sync_keys = (["film", "revision", "undo", "redo"]
+        self.sync_keys = (["film", "storyboard", "revision", "undo", "redo"]
                           + [card_key(i, f) for i in range(max_shots) for f in ("head", "seed")])
         # What the timer refreshes: the preview written in the background, badges (a cancelled
         # render), a prompt saved onto a shot whose card moved before the edit arrived. A box the
@@ -189,6 +189,9 @@ class Studio:
         if settings:
             def apply_settings() -> list[str]:
                 changes = {SETTING_FIELDS[k]: form[k] for k in settings if k in SETTING_FIELDS}
+                if "frames" in settings:  # the page's shot length is in seconds
+                    fps = form["fps"] if "fps" in settings else director.project.settings.fps
+                    changes["num_frames"] = frames_for_seconds(form["frames"], fps)
                 if "loras" in settings:
                     changes["lora_weights"] = self.lora_weights(session, form["loras"])
                 return director.update_settings(**changes)

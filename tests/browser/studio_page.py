@@ -7,6 +7,8 @@ from pathlib import Path
 
 from conftest import CHROMIUM, LAUNCH_ARGS  # noqa: F401 - one launch recipe for every browser test
 
+from svi_studio.ui.params import shot_seconds
+
 ARTIFACTS_ROOT = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
@@ -39,8 +41,9 @@ def start_film(page, reference: Path, frames: int, prompts: list[str]) -> None:
     upload(page, "#reference-upload", reference)
     page.wait_for_function("() => document.querySelector('#resolution-note').innerText.includes('Clips will be')")
     page.click("#settings")
-    box = page.locator("#setting-frames input[type=number]")
-    box.fill(str(frames))
+    box = page.locator("#setting-frames input[type=number]")  # the shot length, in seconds
+    fps = int(page.input_value("#setting-fps input"))
+    box.fill(str(shot_seconds(frames, fps)))
     box.blur()
     page.wait_for_function(f"() => document.querySelector('#resolution-note').innerText.includes('{frames} frames')")
     for number, prompt in enumerate(prompts, start=1):
