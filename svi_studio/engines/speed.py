@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 
+from ..errors import UserError
+
 logger = logging.getLogger(__name__)
 
 ATTENTION_BACKENDS = ("native", "flash", "sage", "flex", "_native_cudnn", "_native_flash", "xformers")
@@ -63,7 +65,7 @@ SWITCHES: dict[str, tuple[str, str]] = {
 }
 
 
-class SpeedError(ValueError):
+class SpeedError(UserError, ValueError):
     """A speed switch that cannot be used here; the message says why and what to do instead."""
 
 
