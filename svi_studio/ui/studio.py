@@ -124,7 +124,7 @@ class Studio:
         # summary, a seed typed badly (sent back as saved). Gradio rebuilds every output component it is given, even a skipped one, so the
         # frequent syncs list only these.
         self.sync_keys = (["film", "storyboard", "revision", "undo", "redo"]
-                          + [card_key(i, f) for i in range(max_shots) for f in ("head", "seed")])
+                          + [card_key(i, f) for i in range(max_shots) for f in ("head", "seed", "regen")])
         # What the timer refreshes: the preview written in the background, badges (a cancelled
         # render), a prompt saved onto a shot whose card moved before the edit arrived. A box the
         # user is typing in is never touched: its saved value is what the page was last sent.

@@ -120,6 +120,9 @@ def test_strip_seeks_the_film_preview_shows_the_playhead_and_plays_across_a_cut(
 
 def test_take_gallery_play_compare_star_delete(page):
     count = len(page.query_selector_all("#shot-2-gallery .svi-take"))  # 2: the strip test re-rendered it
+    if page.is_checked("#shot-2-lock input"):  # the example locks its seeds: a re-roll needs a new one
+        page.uncheck("#shot-2-lock input")
+        page.wait_for_function("!document.querySelector('#shot-2-regenerate').disabled", timeout=10000)
     render_and_wait(page, "#shot-2-regenerate", 1)
     page.wait_for_function(f"document.querySelectorAll('#shot-2-gallery .svi-take').length === {count + 1}",
                            timeout=10000)
