@@ -484,3 +484,33 @@ def test_dance_engine_renders_a_shot_with_its_pose_video(tmp_path, dance, refere
     director.set_shot_media(1, "pose_video", video)
     assert clips_made(director.render()) == [0, 1]
     assert director.store.take(director.project.shots[1].id, director.project.shots[1].selected_take).info["media"]
+
+
+def test_cards_offer_the_conditions_the_engine_accepts_and_show_a_pose_video_set_by_id(tmp_path, reference_image):
+    from svi_studio.ui import build_app
+    from svi_studio.ui.presenter import card_key
+    from svi_studio.ui.studio import Studio
+
+    def card_inputs(engine: str) -> dict[str, bool]:
+        demo = build_app(engine, tmp_path / engine)
+        shown = {block.elem_id: block.visible for block in demo.blocks.values() if getattr(block, "elem_id", None)}
+        return {role: shown[f"shot-1-{role}"] for role in ("anchor-image", "end-image", "pose-video")}
+
+    assert card_inputs("tiny") == {"anchor-image": True, "end-image": True, "pose-video": False}  # SVI 2.0 Pro
+    assert card_inputs("draft") == {"anchor-image": True, "end-image": True, "pose-video": True}
+
+    studio = Studio(DraftEngine(), tmp_path / "app", max_shots=3)
+    outcome = studio.new_project(None)
+    session = outcome.session
+    session.director.set_reference(reference_image)
+    session.director.add_shot("dance")
+    session.director.add_shot("dance on")
+    second = session.director.project.shots[1].id
+    video = tmp_path / "pose.mp4"
+    write_mp4(video, pose_clip(9, 96, 64), 8)
+    session.director.move_shot(1, 0)  # the card's shot id, not its position, decides which shot gets it
+    studio.set_shot_media(session, second, "pose_video", str(video))
+    assert set(session.director.project.shots[0].media) == {"pose_video"}
+    assert session.director.project.shots[1].media == {}
+    model = studio.presenter.model(session)
+    assert model[card_key(0, "pose_video")] is not None and model[card_key(1, "pose_video")] is None

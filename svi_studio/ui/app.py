@@ -577,9 +577,12 @@ def _shot_card(index: int, blank: dict[str, Any], c: dict[str, Any], accepts: fr
                 with gr.Row(equal_height=True, elem_classes=["svi-media-row"]):
                     for role in CARD_MEDIA:
                         label = f"{CONDITION_LABELS[role].capitalize()} (optional)"
-                        card[role] = gr.Image(label=label, type="filepath", height=110, sources=["upload"],
-                                              elem_id=f"shot-{number}-{role.replace('_', '-')}", min_width=100,
-                                              visible=role in accepts, buttons=[])
+                        options = dict(label=label, height=110, sources=["upload"], min_width=100,
+                                       elem_id=f"shot-{number}-{role.replace('_', '-')}", visible=role in accepts)
+                        if role == "pose_video":  # SVI-Dance presets: a rendered skeleton video for this shot
+                            card[role] = gr.Video(**options)
+                        else:
+                            card[role] = gr.Image(type="filepath", buttons=[], **options)
         card["gallery"] = gr.HTML("", elem_id=f"shot-{number}-gallery", js_on_load=gallery.GALLERY_JS,
                                   elem_classes=["svi-gallery-slot"])
         card["id"] = gr.Textbox(blank[card_key(index, "id")], visible=False, elem_id=f"shot-{number}-id")

@@ -21,19 +21,21 @@ from ..project.model import ProjectError
 from ..project.status import FRESH
 from . import editing, gallery, storyboard, views
 from .params import shot_seconds
+from .serving import PUBLISHED_SUFFIXES
 from .sessions import Session
 
 SETTING_KEYS = ("steps", "guidance", "motion", "width", "height", "fps", "frames", "loras")
 CARD_FIELDS = ("group", "head", "prompt", "seed", "lock", "video", "takes", "gallery", "id", "regen", "anchor_image",
-               "end_image")
+               "end_image", "pose_video")
 #: the card fields that show a shot's condition files (Shot.media roles), when the engine accepts them.
-CARD_MEDIA = ("anchor_image", "end_image")
+CARD_MEDIA = ("anchor_image", "end_image", "pose_video")
 REGENERATE = "Regenerate this shot"
 REGENERATE_LOCKED = "Seed locked: untick Lock seed to re-roll"
 # How a key's value becomes an update: by the part after the dot (cards) or the key itself.
 UPDATE_KIND = {"group": "visible", "takes": "choices", "add_shot": "interactive", "undo": "button", "redo": "button",
                "regen": "button",
-               "video": "file", "preview": "file", "reference": "file", "anchor_image": "file", "end_image": "file"}
+               "video": "file", "preview": "file", "reference": "file", "anchor_image": "file", "end_image": "file",
+               "pose_video": "file"}
 
 
 def card_key(index: int, field: str) -> str:
@@ -155,7 +157,7 @@ def view_model(session: Session, max_shots: int, lora_owners: dict[str, str]) ->
 
 def media_value(director: Director, relative: str | None) -> tuple[str, int] | None:
     """A shot's condition file for its card (None when it has none, or it points outside the project)."""
-    if not relative:
+    if not relative or Path(relative).suffix.lower() not in PUBLISHED_SUFFIXES:  # a .webm pose video is kept, not shown
         return None
     try:
         return file_value(director.store.safe_path(relative))
