@@ -41,6 +41,8 @@ def run_job(director: "Director", plan: RenderPlan, render_one: RenderOne, cance
     lock = lock if lock is not None else nullcontext()
     rendered: list[str] = []
     renders_of: dict[str, int] = {}
+    with lock:
+        planned = {shot.id for shot in director.project.shots}  # shots appended later join once they have a prompt
     while True:
         if cancel is not None and cancel.is_set():
             yield DoneEvent(rendered=rendered, cancelled=True)
@@ -50,6 +52,8 @@ def run_job(director: "Director", plan: RenderPlan, render_one: RenderOne, cance
             index = director.next_shot(plan, rendered)
             if index is None:
                 break
+            if director.shot(index).id not in planned and not director.shot(index).prompt.strip():
+                break  # a blank shot added while this job ran: the user has not written it yet
             director.check_ready([index])
             shot = director.shot(index)
             renders_of[shot.id] = renders_of.get(shot.id, 0) + 1

@@ -355,8 +355,9 @@ class Studio:
         return Outcome(" ".join(notices), toast=True)
 
     def add_shot(self, session: Session) -> Outcome:
+        """A new, empty shot at the end of the film. Allowed while a render runs: appending moves no
+        shot, and the render's plan (re-made after every clip) picks the new shot up once it has a prompt."""
         self.require_room(session)
-        self.require_idle(session, "add shots")
         with editing.history_of(session).step(f"add shot {len(session.director.project.shots) + 1}", structural=True):
             session.director.add_shot("")
         return Outcome(f"Shot {len(session.director.project.shots)} added.")
