@@ -25,11 +25,9 @@ without decoding) before it replaces the previous preview.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import subprocess
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
@@ -37,7 +35,7 @@ import imageio_ffmpeg
 import numpy as np
 from PIL import Image
 
-from .fsutil import fsync_dir, remove_stale_temps
+from .fsutil import atomic_output, remove_stale_temps
 from .project.model import ProjectError
 
 if TYPE_CHECKING:
@@ -63,24 +61,6 @@ class PreviewError(ProjectError):
 def segment_name(take_id: str, start: int, end: int, fps: int, width: int, height: int) -> str:
     """The cache file name of one take's kept range at one fps and size (see the module docstring)."""
     return f"{take_id}.{start}-{end}.{fps}fps.{width}x{height}.{ENCODER_TAG}.mp4"
-
-
-@contextmanager
-def _atomic_output(path: Path) -> Iterator[Path]:
-    """A temporary path beside `path` for a tool (ffmpeg) to write; renamed over `path` on success,
-    removed on failure. Temporaries left by a killed process are swept by `remove_stale_temps`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.mp4", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
 
 
 def count_frames(path: str | Path) -> int:
@@ -126,7 +106,7 @@ class FilmPreview:
         if path.is_file():
             return path
         wanted = segment.end - segment.start
-        with _atomic_output(path) as tmp:
+        with atomic_output(path, ".tmp.mp4") as tmp:
             # imageio-ffmpeg directly (not moviepy): it writes exactly the frames it is sent.
             writer = imageio_ffmpeg.write_frames(
                 str(tmp), (width, height), fps=int(segment.take.fps), codec="libx264", pix_fmt_in="rgb24",
@@ -192,7 +172,7 @@ class FilmPreview:
         out_path = Path(out_path)
         out_path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(out_path.parent, f".{out_path.stem}.*.tmp.mp4")
-        with _atomic_output(out_path) as tmp:
+        with atomic_output(out_path, ".tmp.mp4") as tmp:
             try:
                 got = self._join(paths, tmp)
             except PreviewError:

@@ -12,8 +12,9 @@ import os
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 
 STALE_TEMP_SECONDS = 3600
@@ -88,3 +89,23 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     atomic_write_bytes(dst, Path(src).read_bytes())
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+    """A temporary path beside `path` for a writer (ffmpeg, a zip) to fill; fsynced and renamed over
+    `path` when the block ends, removed if it raises. Temporaries left by a killed process are named
+    `.<stem>.*<suffix>` for `remove_stale_temps` to sweep."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)

@@ -24,7 +24,7 @@ from typing import Iterator
 import imageio_ffmpeg
 import numpy as np
 
-from .fsutil import fsync_dir
+from .fsutil import atomic_output
 
 CLIP_CRF = "12"  # takes are near-lossless: they are re-encoded once more on export
 # veryfast: 2.5x faster than "fast" at 832x480 and no larger at this crf (measured side by side)
@@ -61,24 +61,14 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: int, crf: str = CLIP_CR
     count, height, width = frames.shape[:3]
     if width % 2 or height % 2:
         raise ValueError(f"H.264 yuv420p needs an even width and height, got {width}x{height}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.mp4", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_output(path, ".tmp.mp4") as tmp:  # made durable and visible only once checked
         # 1. Encode: raw rgb24 frames in, one H.264 frame out per frame in (no resampling of time).
-        _encode(tmp, frames, int(fps), crf)
-        # 2. Check what was written, then make it durable and visible.
+        _encode(str(tmp), frames, int(fps), crf)
+        # 2. Check what was written.
         info = probe_clip(tmp, max_frames=count)
         if (info.frames, info.width, info.height) != (count, width, height):
             raise VideoFileError(f"{path.name}: wrote {count} frames of {width}x{height} but the file holds "
                                  f"{info.frames} of {info.width}x{info.height}; nothing was saved.")
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
 
 
 def _encode(path: str, frames: np.ndarray, fps: int, crf: str) -> None:
