@@ -71,12 +71,10 @@ def test_render_shows_live_preview_steps_and_eta_in_the_card(page):
                            timeout=60000)
     page.wait_for_function("[...document.querySelectorAll('.svi-live-card .svi-live-eta')]"
                            ".some(e => /ETA shot ([0-9.]+ s|measuring…), job/.test(e.innerText))", timeout=60000)
-    for _ in range(3):  # a draft shot renders in about a second: keep a screenshot taken while the card showed it
-        page.evaluate("document.querySelector('.svi-live-card')?.scrollIntoView({block: 'center'})")
-        page.screenshot(path=str(ARTIFACTS / "live-preview.png"))
-        if page.query_selector(".svi-live-card img.svi-live-image"):
-            break
-        page.wait_for_selector(".svi-live-card img.svi-live-image", timeout=60000)
+    # A draft shot renders in about a second: the screenshot is taken while a card shows the preview
+    # if one still does (what the test asserts is checked above, not on the picture).
+    page.evaluate("document.querySelector('.svi-live-card')?.scrollIntoView({block: 'center'})")
+    page.screenshot(path=str(ARTIFACTS / "live-preview.png"))
     page.wait_for_function("document.querySelector('#job-status').innerText.includes('Done: 3 clips')", timeout=120000)
     page.wait_for_function(ALL_FRESH, timeout=10000)
     page.wait_for_function("!document.querySelector('.svi-live-card')", timeout=10000)
