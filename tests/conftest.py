@@ -85,6 +85,15 @@ def reference_image() -> Image.Image:
     return make_reference()
 
 
+@pytest.fixture(scope="module")
+def draft():
+    """A draft engine (CPU camera moves) for tests that render real little films; modules that
+    need another one (captions off, the app's registry) define their own `draft`."""
+    from svi_studio.engines.draft import DraftEngine
+
+    return DraftEngine()
+
+
 @pytest.fixture(scope="session")
 def tiny_engine():
     """The tiny Wan2.2 two-expert engine (SVI Pro layout). Shared: do not leave LoRAs loaded in it."""

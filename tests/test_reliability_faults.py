@@ -49,11 +49,6 @@ def partials(root: Path) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def draft():
-    return DraftEngine()
-
-
-@pytest.fixture(scope="module")
 def rendered(tmp_path_factory, draft) -> Path:
     """A 3-shot draft film, rendered and exported once (film.mp4), to copy per test."""
     root = tmp_path_factory.mktemp("base") / "film"

@@ -43,11 +43,6 @@ TINY = {"width": 64, "height": 48, "num_frames": 9}
 
 
 @pytest.fixture(scope="module")
-def draft():
-    return DraftEngine()
-
-
-@pytest.fixture(scope="module")
 def rendered(tmp_path_factory, draft) -> Path:
     """A rendered 2-shot draft project."""
     root = tmp_path_factory.mktemp("rendered") / "film"

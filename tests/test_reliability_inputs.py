@@ -49,11 +49,6 @@ def examples(count: int):
 
 
 @pytest.fixture(scope="module")
-def draft():
-    return DraftEngine()
-
-
-@pytest.fixture(scope="module")
 def picture() -> Image.Image:
     return make_reference(96, 64, seed=3)
 

@@ -53,11 +53,6 @@ SMALL = {"width": 32, "height": 32, "num_frames": 5}
 
 
 @pytest.fixture(scope="module")
-def draft():
-    return DraftEngine()
-
-
-@pytest.fixture(scope="module")
 def rendered(tmp_path_factory, draft) -> Path:
     """A 2-shot draft film at 32x32, 9 frames per clip, rendered once, to copy per test."""
     root = tmp_path_factory.mktemp("media") / "film"

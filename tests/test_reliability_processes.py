@@ -37,11 +37,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def draft():
-    return DraftEngine()
-
-
-@pytest.fixture(scope="module")
 def rendered(tmp_path_factory, draft) -> Path:
     """A 2-shot draft film whose second shot has two takes."""
     root = tmp_path_factory.mktemp("rendered") / "film"
