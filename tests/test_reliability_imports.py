@@ -30,7 +30,6 @@ import pytest
 
 from svi_studio import cli
 from svi_studio.director import Director
-from svi_studio.engines.draft import DraftEngine
 from svi_studio.project import bundle as bundle_module
 from svi_studio.project.bundle import BundleError, bundle_project, unbundle_project
 from svi_studio.project.model import MAX_JSON_DEPTH, ProjectError

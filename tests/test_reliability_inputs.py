@@ -29,7 +29,6 @@ from PIL import Image
 
 from svi_studio import cli
 from svi_studio.director import Director, clean_text
-from svi_studio.engines.draft import DraftEngine
 from svi_studio.engines.loras import LoraError, LoraSpec
 from svi_studio.export import ExportError
 from svi_studio.project.bundle import BundleError, bundle_project, unbundle_project

@@ -34,7 +34,6 @@ from svi_studio import reference as reference_module
 from svi_studio import video_io
 from svi_studio.director import Director
 from svi_studio.engines.base import OutOfMemory
-from svi_studio.engines.draft import DraftEngine
 from svi_studio.export import ExportError
 from svi_studio.project import store as store_module
 from svi_studio.project.model import ProjectError
