@@ -27,7 +27,6 @@ import torch
 
 from svi_studio.director import Director
 from svi_studio.engines.base import Cancelled, Engine, OutOfMemory
-from svi_studio.engines.draft import DraftEngine
 from svi_studio.project.bundle import bundle_project, unbundle_project
 from svi_studio.project.status import FRESH, MISSING
 from svi_studio.project.store import PARTIAL_PREFIX, ProjectStore, StorageError

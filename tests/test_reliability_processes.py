@@ -25,7 +25,6 @@ import pytest
 
 from svi_studio import cli
 from svi_studio.director import Director
-from svi_studio.engines.draft import DraftEngine
 from svi_studio.project import store as store_module
 from svi_studio.project.status import FRESH
 from svi_studio.project.store import OWNER_FILE, PARTIAL_PREFIX, ProjectBusy, ProjectStore, StorageError, render_lock
