@@ -1,22 +1,25 @@
 """The film preview, assembled from per-take segments instead of re-encoded as a whole.
 
 Each selected take's kept frames [start, end) (`Director.film_segments`, cut by
-`stitching.kept_range`) are encoded ONCE as a small preview-quality H.264 file in
-<project>/previews/segments/, named by everything that decides its bytes:
+`stitching.kept_range`) are encoded ONCE as a small preview-quality raw H.264 stream
+(Annex B, `.h264`) in <project>/previews/segments/, named by everything that decides its bytes:
 
-    <take id>.<start>-<end>.<fps>fps.<width>x<height>.<encoder tag>.mp4
+    <take id>.<start>-<end>.<fps>fps.<width>x<height>.<encoder tag>.h264
 
 Takes never change once written, so a segment file stays valid for as long as its take
 exists. A preview update then encodes only the segments that are new (a clip that just
-landed, a take just selected) and joins all of them with ffmpeg's concat demuxer in
-stream-copy mode (`-f concat -safe 0 -i list.txt -c copy`): no frame that did not change
-is decoded or encoded again, so an update costs about the same at 24 shots as at 2.
+landed, a take just selected) and hands all of them to ONE ffmpeg run as one input, read
+back to back by its concat protocol (`-f h264 -i concat:a.h264|b.h264|…`), which wraps the
+packets in mp4 by stream copy (`-c copy`): no frame that did not change is decoded or
+encoded again, and no file is opened as a container of its own (the concat demuxer over
+mp4 segments cost about 2 ms per segment more), so what an update costs beyond one ffmpeg
+start is a few microseconds per frame.
 
-Stream copy is valid only if every segment has the same codec parameters; they do because
-all are written here with one encoder setting (`SEGMENT_OUTPUT`: libx264, yuv420p, High
-profile, no B-frames, closed GOP, one mp4 timescale per fps) at one size and fps. The
-assembled file's frame count is checked against the stitched count (packets counted
-without decoding) before it replaces the previous preview.
+Byte-joining raw H.264 is valid because every segment is written here with one encoder
+setting (`SEGMENT_OUTPUT`: libx264, yuv420p, High profile, no B-frames) at one size and
+fps, and opens with an IDR frame carrying its own SPS/PPS; `-framerate` gives the joined
+stream its constant frame timing. The assembled file's frame count is checked against the
+stitched count (packets counted without decoding) before it replaces the previous preview.
 
     preview = FilmPreview(project_root)
     preview.write(segments, frames_of, project_root / "preview.mp4", keep_takes=take_ids)
@@ -27,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import re
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
@@ -42,13 +44,16 @@ if TYPE_CHECKING:
     from .director import FilmSegment
 
 SEGMENTS_DIR = Path("previews") / "segments"
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 PREVIEW_CRF = "23"  # the same quality the old whole-film preview used (export.QUALITY["preview"])
-#: Encoder settings shared by every segment. -bf 0: no B-frames, so no composition-time
-#: offsets / edit lists at the joins; -g: one keyframe per second or so, and every segment
-#: opens with one (each file starts its own GOP). Changing anything here changes ENCODER_TAG,
-#: so segments written with older settings are never mixed with new ones.
+#: Encoder settings shared by every segment. -bf 0: no B-frames, so decode order is display
+#: order and the joined stream needs no reordering at the joins; -g: one keyframe per second or
+#: so, and every segment opens with one (each file starts its own GOP). -f h264: raw Annex B.
+#: Changing anything here changes ENCODER_TAG, so segments written with older settings are
+#: never mixed with new ones.
 SEGMENT_OUTPUT = ["-preset", "veryfast", "-crf", PREVIEW_CRF, "-profile:v", "high", "-bf", "0",
-                  "-g", "32", "-movflags", "+faststart"]
+                  "-g", "32", "-f", "h264"]
+SEGMENT_SUFFIX = ".h264"
 ENCODER_TAG = hashlib.sha256(" ".join(SEGMENT_OUTPUT).encode()).hexdigest()[:8]
 
 FramesOf = Callable[["FilmSegment"], Iterator[np.ndarray]]  # a segment → its kept frames [start, end), uint8 (H, W, 3) each, streamed
@@ -60,7 +65,7 @@ class PreviewError(ProjectError):
 
 def segment_name(take_id: str, start: int, end: int, fps: int, width: int, height: int) -> str:
     """The cache file name of one take's kept range at one fps and size (see the module docstring)."""
-    return f"{take_id}.{start}-{end}.{fps}fps.{width}x{height}.{ENCODER_TAG}.mp4"
+    return f"{take_id}.{start}-{end}.{fps}fps.{width}x{height}.{ENCODER_TAG}{SEGMENT_SUFFIX}"
 
 
 def count_frames(path: str | Path) -> int:
@@ -68,14 +73,15 @@ def count_frames(path: str | Path) -> int:
     return _copy_video(["-i", str(path)], "-", "null", f"{Path(path).name} could not be read back")
 
 
-def _copy_video(inputs: list[str], out: str, container: str, failure: str) -> int:
-    """Run ffmpeg stream-copying the first video stream of `inputs` to `out`; return the number of
-    frames it wrote (ffmpeg's final progress line). PreviewError with `failure` if ffmpeg fails."""
+def _copy_video(inputs: list[str], out: str, container: str, failure: str, output: list[str] = (),
+                cwd: Path | None = None) -> int:
+    """Run ffmpeg (in `cwd`) stream-copying the first video stream of `inputs` to `out` with the
+    extra `output` options; return the number of frames it wrote (ffmpeg's final progress line).
+    PreviewError with `failure` if ffmpeg fails."""
     result = subprocess.run(
         [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-stats",
-         *inputs, "-map", "0:v:0", "-c", "copy", *(["-movflags", "+faststart"] if container == "mp4" else []),
-         "-f", container, out],
-        capture_output=True, text=True,
+         *inputs, "-map", "0:v:0", "-c", "copy", *output, "-f", container, out],
+        capture_output=True, text=True, cwd=cwd,
     )
     found = re.findall(r"frame=\s*(\d+)", result.stderr)
     if result.returncode != 0 or not found:
@@ -106,12 +112,12 @@ class FilmPreview:
         if path.is_file():
             return path
         wanted = segment.end - segment.start
-        with atomic_output(path, ".tmp.mp4") as tmp:
+        with atomic_output(path, ".tmp" + SEGMENT_SUFFIX) as tmp:
             # imageio-ffmpeg directly (not moviepy): it writes exactly the frames it is sent.
             writer = imageio_ffmpeg.write_frames(
                 str(tmp), (width, height), fps=int(segment.take.fps), codec="libx264", pix_fmt_in="rgb24",
                 pix_fmt_out="yuv420p", quality=None, macro_block_size=1, ffmpeg_log_level="error",
-                output_params=[*SEGMENT_OUTPUT, "-video_track_timescale", str(int(segment.take.fps) * 1000)],
+                output_params=SEGMENT_OUTPUT,
             )
             writer.send(None)
             sent = 0
@@ -137,10 +143,11 @@ class FilmPreview:
         keep = set(keep_takes)
         if not self.folder.is_dir():
             return []
-        removed = remove_stale_temps(self.folder, ".*.tmp.mp4") + remove_stale_temps(self.folder, ".concat-*")
-        for path in sorted(self.folder.glob("*.mp4")):
+        removed = [*remove_stale_temps(self.folder, ".*.tmp.mp4"), *remove_stale_temps(self.folder, ".*.tmp.h264"),
+                   *remove_stale_temps(self.folder, ".concat-*")]
+        for path in sorted([*self.folder.glob("*.mp4"), *self.folder.glob("*" + SEGMENT_SUFFIX)]):
             take_id = path.name.split(".", 1)[0]
-            if take_id not in keep or not path.name.endswith(f".{ENCODER_TAG}.mp4"):
+            if take_id not in keep or not path.name.endswith(f".{ENCODER_TAG}{SEGMENT_SUFFIX}"):
                 path.unlink(missing_ok=True)
                 removed.append(path)
         return removed
@@ -152,7 +159,7 @@ class FilmPreview:
         """Write the stitched film of `segments` to `out_path` (atomic) from cached segments.
 
         1. Encode the segments not cached yet (at the first take's size, even, and fps).
-        2. Join all segments by stream copy (concat demuxer).
+        2. Join all segments by stream copy (one raw H.264 input through the concat protocol).
         3. Check the joined file holds exactly the stitched frame count, then rename it into place.
         4. With `keep_takes` (every take id the project still lists), drop unreferenced segments.
         """
@@ -174,7 +181,7 @@ class FilmPreview:
         remove_stale_temps(out_path.parent, f".{out_path.stem}.*.tmp.mp4")
         with atomic_output(out_path, ".tmp.mp4") as tmp:
             try:
-                got = self._join(paths, tmp)
+                got = self._join(paths, fps, tmp)
             except PreviewError:
                 got = None
             if got != expected:  # a damaged cache file: encode the damaged segments again, once
@@ -182,7 +189,7 @@ class FilmPreview:
                     if _frames_or_none(path) != segment.end - segment.start:
                         path.unlink(missing_ok=True)
                         self.prepare(segment, frames_of, width, height)
-                got = self._join(paths, tmp)
+                got = self._join(paths, fps, tmp)
             if got != expected:
                 raise PreviewError(f"the joined preview has {got} frames, the stitched film {expected}.")
 
@@ -191,13 +198,18 @@ class FilmPreview:
             self.clean(keep_takes)
         return out_path
 
-    def _join(self, paths: list[Path], out: Path) -> int:
-        """Concatenate segment files into `out` by stream copy; the frame count written."""
-        with tempfile.TemporaryDirectory(prefix=".concat-", dir=self.folder) as work:
-            listing = Path(work) / "list.txt"
-            listing.write_text("".join(f"file '{_concat_quote(path.resolve())}'\n" for path in paths), encoding="utf-8")
-            return _copy_video(["-f", "concat", "-safe", "0", "-i", str(listing)], str(out), "mp4",
-                               "the film preview could not be joined")
+    def _join(self, paths: list[Path], fps: int, out: Path) -> int:
+        """Read the segment files back to back as one raw H.264 stream at `fps` and wrap it in
+        the mp4 `out` by stream copy; the frame count written. ffmpeg runs in the segments
+        folder and is given bare file names (segment_name: letters, digits, '.', '-', '_'),
+        so no path needs quoting in the concat URL."""
+        names = [path.name for path in paths]
+        if any(path.parent != self.folder or not _SAFE_NAME.fullmatch(name) for path, name in zip(paths, names)):
+            raise PreviewError("a preview segment has an unexpected name; delete previews/segments and try again.")
+        return _copy_video(["-framerate", str(fps), "-f", "h264", "-i", "concat:" + "|".join(names)],
+                           str(Path(out).resolve()), "mp4", "the film preview could not be joined",
+                           output=["-video_track_timescale", str(fps * 1000), "-movflags", "+faststart"],
+                           cwd=self.folder)
 
 
 def _frames_or_none(path: Path) -> int | None:
@@ -209,11 +221,6 @@ def _frames_or_none(path: Path) -> int | None:
 
 def _even(value: int) -> int:
     return max(2, int(value) - int(value) % 2)
-
-
-def _concat_quote(path: Path) -> str:
-    """A path inside the concat list's single quotes ('  →  '\\'')."""
-    return str(path).replace("'", "'\\''")
 
 
 def _last_line(text: str) -> str:

@@ -154,19 +154,25 @@ def iter_frames(path: str | Path, width: int, height: int, start: int = 0, stop:
 
     The stream must be width × height (checked from its header before any frame is read);
     ffmpeg is told to stop after `stop` frames, so a file longer than it claims is never
-    decoded whole. Ends early (fewer frames) only if the file has fewer."""
-    output = ["-frames:v", str(int(stop))] if stop is not None else []
+    decoded whole. Frames before `start` are dropped inside ffmpeg (`trim=start_frame`, by
+    frame number, so exact whatever the timestamps) and never converted or piped to Python.
+    Ends early (fewer frames) only if the file has fewer."""
+    start = max(0, int(start))
+    output = []
+    if start > 0:
+        output += ["-vf", f"trim=start_frame={start},setpts=PTS-STARTPTS"]
+    if stop is not None:
+        output += ["-frames:v", str(max(0, int(stop) - start))]
     reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24", output_params=output)
     try:
         meta = next(reader)
         if tuple(meta["size"]) != (width, height):
             raise VideoFileError(f"{Path(path).name} is {meta['size'][0]}x{meta['size'][1]}, "
                                  f"not the {width}x{height} its take records")
-        for index, chunk in enumerate(reader):
+        for index, chunk in enumerate(reader, start=start):
             if stop is not None and index >= stop:
                 break
-            if index >= start:
-                yield np.frombuffer(chunk, dtype=np.uint8).reshape(height, width, 3)
+            yield np.frombuffer(chunk, dtype=np.uint8).reshape(height, width, 3)
     finally:
         reader.close()  # stops ffmpeg if we leave early
 

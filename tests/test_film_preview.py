@@ -8,7 +8,7 @@ import pytest
 from svi_studio.director import Director
 from svi_studio.engines import load_engine
 from svi_studio.export import ExportOptions, export_film
-from svi_studio.film_preview import SEGMENTS_DIR, FilmPreview, PreviewError, count_frames
+from svi_studio.film_preview import SEGMENT_SUFFIX, SEGMENTS_DIR, FilmPreview, PreviewError, count_frames
 from svi_studio.video_io import iter_frames, probe
 
 
@@ -39,7 +39,7 @@ def stitched_count(director: Director) -> int:
 
 
 def segment_files(director: Director) -> list[str]:
-    return sorted(path.name for path in (director.root / SEGMENTS_DIR).glob("*.mp4"))
+    return sorted(path.name for path in (director.root / SEGMENTS_DIR).glob("*" + SEGMENT_SUFFIX))
 
 
 def test_preview_matches_the_old_whole_film_encode(tmp_path, reference_image):
@@ -134,7 +134,7 @@ def test_a_damaged_cached_segment_is_encoded_again(tmp_path, reference_image):
     director = draft_film(tmp_path / "film", reference_image, shots=2)
     out = tmp_path / "preview.mp4"
     preview(director, out)
-    damaged = sorted((director.root / SEGMENTS_DIR).glob("*.mp4"))[0]
+    damaged = sorted((director.root / SEGMENTS_DIR).glob("*" + SEGMENT_SUFFIX))[0]
     damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 3])
     cache = preview(director, out)
     assert cache.prepared == [damaged.name]
@@ -145,7 +145,7 @@ def test_failed_join_keeps_the_previous_preview(tmp_path, reference_image, monke
     director = draft_film(tmp_path / "film", reference_image, shots=2)
     out = director.preview()
     before = out.read_bytes()
-    monkeypatch.setattr(FilmPreview, "_join", lambda self, paths, tmp: 1)  # as if the join lost frames
+    monkeypatch.setattr(FilmPreview, "_join", lambda self, paths, fps, tmp: 1)  # as if the join lost frames
     with pytest.raises(PreviewError, match="joined preview has 1 frames"):
         director.preview()
     assert out.read_bytes() == before

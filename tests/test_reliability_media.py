@@ -268,6 +268,22 @@ def test_decoding_never_asks_ffmpeg_for_more_frames_than_the_take_declares(tmp_p
     assert probe_clip(path, max_frames=9).frames == 10  # counted only to one past what was asked
 
 
+
+@pytest.mark.parametrize("start, stop", [(0, 30), (1, 5), (17, 30), (29, 30), (12, None), (25, 99)])
+def test_a_window_read_is_exactly_the_same_frames_as_reading_from_the_start(tmp_path, start, stop):
+    """Frames before `start` are dropped inside ffmpeg (seam scoring and regeneration read only a
+    clip's tail): the window must still be frame for frame what a read from frame 0 gives."""
+    rng = np.random.default_rng(3)
+    clip = np.stack([np.full((32, 48, 3), 8 * i, np.uint8) for i in range(30)])
+    clip[:, :8, :8] = rng.integers(0, 255, (30, 8, 8, 3), dtype=np.uint8)  # a different corner each frame
+    path = tmp_path / "clip.mp4"
+    write_mp4(path, clip, 16)
+    every = list(video_io.iter_frames(path, 48, 32))
+    window = list(video_io.iter_frames(path, 48, 32, start=start, stop=stop))
+    assert len(window) == len(every[start:stop]) > 0
+    assert all(np.array_equal(a, b) for a, b in zip(window, every[start:stop]))
+
+
 # == streaming memory ============================================================================
 
 def traced_peak(action) -> int:
