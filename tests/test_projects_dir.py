@@ -144,6 +144,16 @@ def test_a_linked_render_takes_the_folders_own_lock(films, registry):
     assert not list((films / "older").glob("takes/*/*/clip.mp4"))
 
 
+def test_a_linked_folder_broken_outside_the_app_drops_out_of_the_browsers_list(films, registry, draft):
+    session = projects.open_folder(registry, films, "older")
+    stored = projects.remember(None, session.token)
+    (films / "older" / "project.json").write_text("{ broken by hand")
+    restarted = SessionRegistry(registry.data_dir, draft)
+    assert projects.listing(restarted, stored) == []  # the panel still opens
+    [older] = [e for e in projects.project_folders(films) if e.value == "older"]
+    assert older.problem and "cannot be opened" in older.label
+
+
 # == 3. delete, sweep, duplicate =====================================================================
 
 def test_delete_removes_the_link_and_never_the_folder(films, tmp_path, draft):

@@ -514,7 +514,10 @@ def _wire_projects(studio: Studio, demo, state, browser, view, project_list, pro
 
     def on_load(stored):
         opened, _ = projects.stored_tokens(stored)
-        session = registry.get(opened) if opened else None
+        try:
+            session = registry.get(opened) if opened else None
+        except ProjectError as error:  # e.g. a linked folder whose project.json was broken outside the app
+            return [None, gr.update(value="⚠ " + studio.message(error)), *skips[1:], listed(stored, None)]
         if session is None:
             return [None, *skips, listed(stored, None)]
         session.shown = dict(studio.blank)  # a fresh page shows nothing yet: send it everything

@@ -87,7 +87,10 @@ def listing(registry: SessionRegistry, stored: Any) -> list[tuple[str, str]]:
     """(label, token) of each remembered project whose folder still exists."""
     choices = []
     for token in stored_tokens(stored)[1]:
-        session = registry.get(token)
+        try:
+            session = registry.get(token)
+        except ProjectError:  # a linked folder broken outside the app: listed again once it is fixed
+            continue
         if session is None:
             continue
         shots = len(session.director.project.shots)
