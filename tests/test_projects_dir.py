@@ -189,11 +189,16 @@ def test_duplicate_of_a_linked_project_is_a_copy_of_its_own(films, registry):
     assert json.loads((films / "newer" / "project.json").read_text())["shots"][0]["prompt"] == "one"
 
 
-def test_the_linked_folder_does_not_count_towards_the_session_quota(films, registry):
+def test_the_linked_folder_does_not_count_towards_the_session_quota(films, tmp_path, draft):
+    from svi_studio.ui.serving import MediaShelf
+
+    registry = SessionRegistry(tmp_path / "data", draft, shelf=MediaShelf(tmp_path / "shelf"))
     session = projects.open_folder(registry, films, "newer")
+    reference = films / "newer" / session.director.project.reference
+    assert registry.shelf.publish(session.token, reference)  # a hard link of a file of the folder
     assert registry.disk_use(session) == 0
     (session.exports_dir / "film.mp4").write_bytes(b"x" * 1000)
-    assert registry.disk_use(session) == 1000
+    assert registry.disk_use(session) == 1000  # the session's own files still count
 
 
 # == 4. app.py ======================================================================================
