@@ -3,13 +3,19 @@
     python app.py                       # the default engine: wan on a CUDA GPU, else the CPU draft engine
     python app.py --engine tiny         # the offline test engine (its output is noise)
     python app.py --engine wan2.1-svi-film --port 7861 --data-dir films
+    python app.py --projects-dir films  # also list the project folders in ./films (made with the CLI), open them in place
 
 Importing this module builds the app (`demo`) without launching it; Hugging Face
 Spaces and the tests do that. Options for an import come from the environment:
 SVI_ENGINE, SVI_DATA_DIR (default ./data), SVI_HOST, SVI_PORT, SVI_MAX_SHOTS,
 SVI_SESSION_QUOTA_GB (default 2), SVI_SESSION_TTL_HOURS (default 24), SVI_MAX_UPLOAD_MB
-(default: the quota).
+(default: the quota), SVI_PROJECTS_DIR.
 Public sharing (a gradio.live link) is off unless --share is given.
+
+--projects-dir DIR (SVI_PROJECTS_DIR) lists DIR and its subfolders that hold a project made with
+`python -m svi_studio new` in the Projects panel and opens them in place: the app edits and
+renders into that folder. It opens folders of this machine, so it is refused unless the app is
+served on a loopback address (127.0.0.1, localhost, ::1) without --share.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import argparse
 import os
 import sys
 
-from svi_studio.ui import build_app, launch_app
+from svi_studio.ui import build_app, launch_app, projects
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -40,13 +46,25 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                              "(default $SVI_SESSION_TTL_HOURS, else 24; 0: keep forever)")
     parser.add_argument("--max-upload-mb", type=float, default=None,
                         help="largest file a user may upload (default $SVI_MAX_UPLOAD_MB, else the session quota)")
+    parser.add_argument("--projects-dir", default=os.environ.get("SVI_PROJECTS_DIR") or None,
+                        help="also list the project folders in this folder (made with `python -m svi_studio new`) "
+                             "in the Projects panel and open them in place; local servers only "
+                             "(default $SVI_PROJECTS_DIR)")
     parser.add_argument("--share", action="store_true", help="also publish a public gradio.live link (off by default)")
-    return parser.parse_args(argv)
+    options = parser.parse_args(argv)
+    if options.projects_dir:
+        try:
+            projects.check_local(options.host, options.share)
+            options.projects_dir = projects.check_projects_dir(options.projects_dir)
+        except ValueError as error:
+            parser.error(str(error))
+    return options
 
 
 options = parse_args(sys.argv[1:] if __name__ == "__main__" else [])
 demo = build_app(engine_name=options.engine, data_dir=options.data_dir, session_quota_gb=options.session_quota_gb,
-                 session_ttl_hours=options.session_ttl_hours, max_upload_mb=options.max_upload_mb)
+                 session_ttl_hours=options.session_ttl_hours, max_upload_mb=options.max_upload_mb,
+                 projects_dir=options.projects_dir)
 
 if __name__ == "__main__":
     launch_app(demo, host=options.host, port=options.port, share=options.share)

@@ -21,7 +21,9 @@ page's edits, turns Gradio's monitoring routes off and limits uploads to
 `max_upload_bytes`. Options, each also an environment variable for an imported app:
 session quota (SVI_SESSION_QUOTA_GB, default 2; 0: none), idle-session TTL
 (SVI_SESSION_TTL_HOURS, default 24; 0: keep forever), largest upload
-(SVI_MAX_UPLOAD_MB, default the quota).
+(SVI_MAX_UPLOAD_MB, default the quota), and a folder of project folders made with the CLI
+to list and open in place (SVI_PROJECTS_DIR; `launch` then refuses any host but a loopback
+one, and a share link: see projects.py).
 """
 
 from __future__ import annotations
@@ -93,9 +95,14 @@ class StudioBlocks(gr.Blocks):
 
     data_dir: Path
     max_upload_bytes: int | None = None
+    projects_dir: Path | None = None
 
     def launch(self, *args: Any, **kwargs: Any):
-        kwargs["blocked_paths"] = list(kwargs.get("blocked_paths") or []) + [str(self.data_dir)]
+        if self.projects_dir is not None:  # it opens this machine's folders in place: never for other machines
+            projects.check_local(kwargs.get("server_name") or os.environ.get("GRADIO_SERVER_NAME"),
+                                 bool(kwargs.get("share")))
+        blocked = [self.data_dir] + ([self.projects_dir] if self.projects_dir is not None else [])
+        kwargs["blocked_paths"] = list(kwargs.get("blocked_paths") or []) + [str(path) for path in blocked]
         kwargs.setdefault("enable_monitoring", False)  # /monitoring/summary would be open to anyone
         if self.max_upload_bytes:
             kwargs.setdefault("max_file_size", self.max_upload_bytes)
@@ -108,22 +115,25 @@ class StudioBlocks(gr.Blocks):
         return super().launch(*args, **kwargs)
 
 
-def check_data_dir(data_dir: Path, upload_folder: Path) -> None:
-    """The data folder must not hold Gradio's upload folder (blocking it would block uploads)."""
+def check_data_dir(data_dir: Path, upload_folder: Path, option: str = "--data-dir") -> None:
+    """A folder the server blocks must not hold Gradio's upload folder (blocking it would block uploads)."""
     if upload_folder.is_relative_to(data_dir):
-        raise ValueError(f"--data-dir {data_dir} contains Gradio's upload folder {upload_folder}; "
+        raise ValueError(f"{option} {data_dir} contains Gradio's upload folder {upload_folder}; "
                          "choose a folder of its own (or set GRADIO_TEMP_DIR elsewhere).")
 
 
 def build_app(engine_name: str | None = None, data_dir: str | Path | None = None,
               max_shots: int | None = None, session_quota_gb: float | None = None,
-              session_ttl_hours: float | None = None, max_upload_mb: float | None = None) -> gr.Blocks:
+              session_ttl_hours: float | None = None, max_upload_mb: float | None = None,
+              projects_dir: str | Path | None = None) -> gr.Blocks:
     """The SVI Studio Blocks app. Loads the engine now (once per process).
 
     session_quota_gb: disk per session (default SVI_SESSION_QUOTA_GB, else 2; 0: no limit).
     session_ttl_hours: idle sessions are removed after this (SVI_SESSION_TTL_HOURS, else 24;
         0: kept forever); Gradio's cached uploads and outputs age out after the same time.
     max_upload_mb: largest upload (SVI_MAX_UPLOAD_MB, else the quota, else 2048).
+    projects_dir: a folder of project folders made with the CLI, listed in the Projects panel and
+        opened in place (SVI_PROJECTS_DIR; for a local server only: launch refuses other hosts).
     """
     from gradio.utils import get_upload_folder
 
@@ -137,6 +147,10 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
     ttl_s = ttl_hours * 3600 if ttl_hours else None
     upload_folder = Path(get_upload_folder()).resolve()
     check_data_dir(data_dir, upload_folder)
+    projects_dir = projects_dir or os.environ.get("SVI_PROJECTS_DIR") or None
+    projects_dir = projects.check_projects_dir(projects_dir) if projects_dir else None
+    if projects_dir is not None:
+        check_data_dir(projects_dir, upload_folder, "--projects-dir")
     engine, note = runtime.get_engine(engine_name)
     studio = Studio(engine, data_dir, max_shots=max_shots, engine_note=note, max_idle_s=ttl_s,
                     quota_bytes=quota_bytes, shelf=MediaShelf(upload_folder / SHELF_FOLDER))
@@ -235,6 +249,16 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
                         rename_button = gr.Button("Rename", size="sm", elem_id="project-rename")
                         duplicate_button = gr.Button("Duplicate", size="sm", elem_id="project-duplicate")
                         delete_button = gr.Button("Delete…", size="sm", variant="stop", elem_id="project-delete")
+                    folder_controls = None
+                    if projects_dir is not None:  # project folders made with the CLI, opened in place
+                        folder_list = gr.Dropdown(label=f"Project folders in {projects_dir.name or projects_dir}",
+                                                  choices=[], value=None, interactive=True,
+                                                  elem_id="projects-dir-list")
+                        with gr.Row():
+                            folder_open = gr.Button("Open folder", size="sm", elem_id="projects-dir-open")
+                            folder_refresh = gr.Button("Refresh", size="sm", elem_id="projects-dir-refresh",
+                                                       scale=0, min_width=90)
+                        folder_controls = (folder_list, folder_open, folder_refresh)
                 browser = gr.BrowserState(dict(projects.EMPTY), storage_key=projects.BROWSER_KEY,
                                           secret=projects.browser_secret(data_dir))
 
@@ -374,6 +398,8 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
 
         _wire_projects(studio, demo, state, browser, view, project_list, project_name, open_button,
                        rename_button, duplicate_button, delete_button, on)
+        if folder_controls is not None:
+            _wire_project_folders(studio, demo, projects_dir, *folder_controls, on)
 
         # Card events go through a client-side hop: each card control writes a small JSON
         # action ({"do": "up", "shot": 2, …}) into a hidden box, and one server event per box
@@ -472,6 +498,7 @@ def build_app(engine_name: str | None = None, data_dir: str | Path | None = None
     demo.queue(default_concurrency_limit=8)
     demo.studio = studio  # for tests and scripts: the Studio behind the page
     demo.data_dir = data_dir
+    demo.projects_dir = projects_dir
     demo.max_upload_bytes = int(upload_mb * 2**20) if upload_mb else None
     return demo
 
@@ -487,7 +514,10 @@ def _wire_projects(studio: Studio, demo, state, browser, view, project_list, pro
 
     def on_load(stored):
         opened, _ = projects.stored_tokens(stored)
-        session = registry.get(opened) if opened else None
+        try:
+            session = registry.get(opened) if opened else None
+        except ProjectError as error:  # e.g. a linked folder whose project.json was broken outside the app
+            return [None, gr.update(value="⚠ " + studio.message(error)), *skips[1:], listed(stored, None)]
         if session is None:
             return [None, *skips, listed(stored, None)]
         session.shown = dict(studio.blank)  # a fresh page shows nothing yet: send it everything
@@ -523,20 +553,41 @@ def _wire_projects(studio: Studio, demo, state, browser, view, project_list, pro
     def delete_project(token, chosen, stored):
         try:
             session = projects.remembered_session(registry, stored, chosen)
-            projects.delete(registry, session)
+            done = projects.delete(registry, session)
         except ProjectError as error:
             return [token, gr.update(value="⚠ " + studio.message(error)), *skips[1:], stored, gr.skip()]
         stored = projects.forget(stored, chosen)
         if chosen == token:  # the open project: start a new one
             fresh = registry.create()
             fresh.shown = dict(studio.blank)
-            return studio.view(fresh, "Project deleted; a new project is open.") + [stored, listed(stored, None)]
-        return [token, gr.update(value="Project deleted."), *skips[1:], stored, listed(stored, token)]
+            return studio.view(fresh, f"{done} A new project is open.") + [stored, listed(stored, None)]
+        return [token, gr.update(value=done), *skips[1:], stored, listed(stored, token)]
 
     delete_button.click(delete_project, inputs=[state, project_list, browser], outputs=view + [browser, project_list],
                         js="(token, chosen, stored) => [token, chosen && confirm('Delete this project and every "
                            "take in it? This cannot be undone.') ? chosen : null, stored]",
                         show_progress="hidden", api_visibility="private")
+
+
+def _wire_project_folders(studio: Studio, demo, projects_dir: Path, folder_list, folder_open, folder_refresh,
+                          on) -> None:
+    """--projects-dir: list the project folders made with the CLI, open one in place (projects.py)."""
+    def listed(chosen=None):
+        choices = projects.folder_choices(projects_dir)
+        return gr.update(choices=choices, value=chosen if chosen in [value for _, value in choices] else None)
+
+    quiet = dict(show_progress="hidden", api_visibility="private")
+    demo.load(listed, inputs=None, outputs=[folder_list], **quiet)
+    folder_refresh.click(listed, inputs=[folder_list], outputs=[folder_list], **quiet)
+
+    def open_folder(session, chosen):
+        linked = projects.open_folder(studio.registry, projects_dir, chosen)
+        studio.refresh_preview(linked)
+        notices = " ".join(linked.director.notices)
+        return Outcome(f"Opened the folder “{linked.project_dir.resolve().name}” in place: edits are saved in it. "
+                       f"{notices}".strip(), session=linked)
+
+    on(folder_open.click, open_folder, extra_inputs=[folder_list], needs_session=False)
 
 
 def _shot_card(index: int, blank: dict[str, Any], c: dict[str, Any], accepts: frozenset[str]) -> dict[str, Any]:

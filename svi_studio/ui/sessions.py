@@ -17,10 +17,20 @@ registry's `max_idle_s` (never one that is rendering), together with the files t
 session published for the browser (`MediaShelf`). A page whose folder was swept gets a
 new, empty project on its next action. `disk_use` is what the session's quota counts:
 its folder plus its published copies, each file once.
+
+A project folder made with the CLI is opened in place (`link`, app.py --projects-dir, local
+servers only): its session's `project` is a symlink to that folder, so every path above
+works unchanged and renders still take the folder's own render lock (it keys on the resolved
+path). One token per folder, kept in <data_dir>/linked.json (folder → token), so the folder
+opens as the same session from any browser of this server. Deleting or sweeping the session
+removes the symlink only (rmtree does not follow it), never the folder; opening it again
+recreates the link under the same token. The folder's files are the user's own disk and do
+not count towards the session quota.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -31,11 +41,13 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ..director import Director
 from ..engines.base import Engine
+from ..fsutil import atomic_write_json
 from ..project.model import ProjectError
+from ..project.store import PROJECT_FILE
 from .serving import MediaShelf
 
 log = logging.getLogger(__name__)
@@ -43,6 +55,7 @@ log = logging.getLogger(__name__)
 TOKEN_PATTERN = re.compile(r"[0-9a-f]{32}")
 SESSIONS_FOLDER = "sessions"
 SWEEP_EVERY_S = 600  # automatic sweeps run at most this often
+LINKS_FILE = "linked.json"  # resolved path of each linked project folder → its session token
 
 
 class CancelFlag:
@@ -96,6 +109,11 @@ class Session:
         return self.folder / "project"
 
     @property
+    def linked(self) -> bool:
+        """Whether the project is a folder opened in place (SessionRegistry.link), not the session's own."""
+        return self.project_dir.is_symlink()
+
+    @property
     def exports_dir(self) -> Path:
         path = self.folder / "exports"
         path.mkdir(parents=True, exist_ok=True)
@@ -131,6 +149,7 @@ class SessionRegistry:
         self.keep = keep
         self._sessions: OrderedDict[str, Session] = OrderedDict()
         self._lock = threading.Lock()
+        self._links_lock = threading.Lock()
         self.lora_owners: dict[str, str] = {}  # style LoRA adapter name → token of the session that uploaded it
 
     # -- folders -------------------------------------------------------------------------
@@ -168,6 +187,56 @@ class SessionRegistry:
         session.cancel.clear()
         self._remember(session)
         return session
+
+    def link(self, project_root: str | Path) -> Session:
+        """The session of a project folder opened in place: its `project` is a symlink to the
+        folder. The same folder always gets the same token (linked.json); a token whose session
+        folder was deleted or swept is reused to make the link again. ProjectError when the
+        folder holds no project or the project cannot be opened (nothing is left behind)."""
+        root = Path(project_root).resolve()
+        if not (root / PROJECT_FILE).is_file():
+            raise ProjectError(f"the folder {root.name!r} holds no {PROJECT_FILE}: it is not an SVI Studio project.")
+        self._maybe_sweep()
+        with self._links_lock:
+            links = self._links()
+            token = links.get(str(root))
+            if not isinstance(token, str) or not TOKEN_PATTERN.fullmatch(token):
+                token = secrets.token_hex(16)
+            folder = self.folder(token)
+            project_dir = folder / "project"
+            if project_dir.is_symlink() and project_dir.resolve() == root:
+                session = self.get(token)
+                if session is not None:
+                    return session
+            if project_dir.exists() and not project_dir.is_symlink():  # never replace a session's own project
+                token = secrets.token_hex(16)
+                folder = self.folder(token)
+                project_dir = folder / "project"
+            folder.mkdir(parents=True, exist_ok=True)
+            project_dir.unlink(missing_ok=True)  # a link left to a folder that moved away
+            os.symlink(root, project_dir, target_is_directory=True)
+            try:
+                director = Director.open(project_dir, self.engine)
+            except BaseException:
+                shutil.rmtree(folder, ignore_errors=True)  # removes the link, never the folder it points to
+                raise
+            links[str(root)] = token
+            atomic_write_json(self.data_dir / LINKS_FILE, links)
+        self.forget(token)  # an old in-memory session of a swept link is replaced
+        session = Session(token=token, folder=folder, director=director, cancel=CancelFlag(folder / "cancel"),
+                          shown=self.blank_view())
+        session.cancel.clear()
+        self._remember(session)
+        return session
+
+    def _links(self) -> dict[str, str]:
+        """linked.json: resolved folder path → token ({} when missing or unreadable)."""
+        try:
+            links = json.loads((self.data_dir / LINKS_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return {k: v for k, v in links.items() if isinstance(k, str) and isinstance(v, str)} \
+            if isinstance(links, dict) else {}
 
     def get(self, token: str | None) -> Session | None:
         """The session of `token`, or None when there is none (no token yet, or its folder is gone)."""
@@ -255,7 +324,7 @@ class SessionRegistry:
         """Bytes on disk for this session: its folder and its published files, each file
         counted once (a published hard link costs nothing extra)."""
         folders = [session.folder] + ([self.shelf.folder(session.token)] if self.shelf is not None else [])
-        return disk_use(folders)
+        return disk_use(folders, mine_not=[session.project_dir] if session.linked else [])
 
     def _drop_lora(self, name: str) -> None:
         """Unload a swept session's style LoRA from the shared engine."""
@@ -278,21 +347,29 @@ class SessionRegistry:
                     del self._sessions[token]
 
 
-def disk_use(folders: list[Path]) -> int:
-    """Bytes used by the files under `folders`, each inode once (links are not followed)."""
-    seen: set[tuple[int, int]] = set()
+def disk_use(folders: list[Path], mine_not: list[Path] = ()) -> int:
+    """Bytes used by the files under `folders`, each inode once (links are not followed). Files
+    that are also under `mine_not` (a linked project folder, whose published hard links sit in
+    the shelf) are not counted."""
+    seen = {(stat.st_dev, stat.st_ino) for stat in _file_stats(mine_not)}
     total = 0
+    for stat in _file_stats(folders):
+        if (stat.st_dev, stat.st_ino) not in seen:
+            seen.add((stat.st_dev, stat.st_ino))
+            total += stat.st_size
+    return total
+
+
+def _file_stats(folders: list[Path]) -> Iterator[os.stat_result]:
+    """lstat of every file under `folders` (a folder that is itself a symlink is listed; links
+    below it are not followed)."""
     for folder in folders:
         for root, _, files in os.walk(folder):
             for name in files:
                 try:
-                    stat = os.lstat(os.path.join(root, name))
+                    yield os.lstat(os.path.join(root, name))
                 except OSError:
                     continue
-                if (stat.st_dev, stat.st_ino) not in seen:
-                    seen.add((stat.st_dev, stat.st_ino))
-                    total += stat.st_size
-    return total
 
 
 def _last_saved(folder: Path) -> float:
