@@ -512,27 +512,35 @@ def _wire_projects(studio: Studio, demo, state, browser, view, project_list, pro
     def listed(stored, token):
         return gr.update(choices=projects.listing(registry, stored), value=token)
 
+    def named(token):
+        """The Name box shows the open project's name (what Rename changes)."""
+        try:
+            session = registry.get(token) if token else None
+        except ProjectError:
+            session = None
+        return gr.update(value=session.director.project.name if session is not None else "")
+
     def on_load(stored):
         opened, _ = projects.stored_tokens(stored)
         try:
             session = registry.get(opened) if opened else None
         except ProjectError as error:  # e.g. a linked folder whose project.json was broken outside the app
-            return [None, gr.update(value="⚠ " + studio.message(error)), *skips[1:], listed(stored, None)]
+            return [None, gr.update(value="⚠ " + studio.message(error)), *skips[1:], listed(stored, None), named(None)]
         if session is None:
-            return [None, *skips, listed(stored, None)]
+            return [None, *skips, listed(stored, None), named(None)]
         session.shown = dict(studio.blank)  # a fresh page shows nothing yet: send it everything
         notice = f"Reopened “{session.director.project.name}”."
-        return studio.view(session, notice) + [listed(stored, opened)]
+        return studio.view(session, notice) + [listed(stored, opened), named(opened)]
 
-    demo.load(on_load, inputs=[browser], outputs=view + [project_list], show_progress="hidden",
+    demo.load(on_load, inputs=[browser], outputs=view + [project_list, project_name], show_progress="hidden",
               api_visibility="private")
 
     def on_state(token, stored):
         stored = projects.remember(stored, token)
-        return stored, listed(stored, token)
+        return stored, listed(stored, token), named(token)
 
-    state.change(on_state, inputs=[state, browser], outputs=[browser, project_list], show_progress="hidden",
-                 api_visibility="private")
+    state.change(on_state, inputs=[state, browser], outputs=[browser, project_list, project_name],
+                 show_progress="hidden", api_visibility="private")
 
     def open_project(session, stored, token):
         chosen = projects.remembered_session(registry, stored, token)
@@ -547,7 +555,8 @@ def _wire_projects(studio: Studio, demo, state, browser, view, project_list, pro
 
     on(open_button.click, open_project, extra_inputs=[browser, project_list], needs_session=False)
     on(rename_button.click, rename, extra_inputs=[project_name]).then(
-        listed, inputs=[browser, state], outputs=[project_list], show_progress="hidden", api_visibility="private")
+        lambda stored, token: (listed(stored, token), named(token)), inputs=[browser, state],
+        outputs=[project_list, project_name], show_progress="hidden", api_visibility="private")
     on(duplicate_button.click, duplicate)
 
     def delete_project(token, chosen, stored):
