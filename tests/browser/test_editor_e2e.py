@@ -248,11 +248,12 @@ def three_shot_film(page, editor_app, reference: Path):
     earlier = list(editor_app[1].studio.registry._sessions.values())
     make_reference(160, 96).save(reference)
     start_film(page, reference, 9, THREE)
-    for name, pixels in (("width", 320), ("height", 192)):  # small clips: a render all takes seconds
+    for name, pixels, note in (("width", 320, "320×"), ("height", 192, "320×192")):  # small, quick clips
         box = page.locator(f"#setting-{name} input")
         box.fill(str(pixels))
-        box.blur()
-    page.wait_for_function("() => document.querySelector('#resolution-note').innerText.includes('320×192')")
+        box.blur()  # one at a time: the reply to the first must not land while the second is typed
+        page.wait_for_function("(note) => document.querySelector('#resolution-note').innerText.includes(note)",
+                               arg=note, timeout=10_000)
     return session_where(editor_app, lambda shots: [shot.prompt for shot in shots] == THREE,
                          "the three prompts never reached the server", earlier=earlier)
 
