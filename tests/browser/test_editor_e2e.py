@@ -1,10 +1,13 @@
 """The studio as an editor in headless Chromium: shots addressed by id while replies are slow,
-a double click on ↑ Up, undo of a delete, and the badge after Cancel.
+a double click on ↑ Up, undo of a delete, the badge after Cancel, and prompts edited while
+Render all runs.
 
 The app runs in this process on the draft engine. A reply is made slow on purpose (the
 server's move sleeps while holding the session) so that the clicks and keystrokes below
 reach the server before the page has the answer — the situation in which card positions
-used to point at the wrong shot. Screenshots go to test-artifacts/editor-e2e/.
+used to point at the wrong shot. Likewise Render all is held before one shot (HeldShot)
+while the test types, so the edit lands while that shot renders on any machine.
+Screenshots go to test-artifacts/editor-e2e/.
 """
 
 from __future__ import annotations
@@ -20,18 +23,25 @@ import pytest
 pytestmark = [pytest.mark.browser, pytest.mark.slow,
               pytest.mark.filterwarnings("ignore::UserWarning:gradio.helpers")]
 
-from conftest import CHROMIUM, LAUNCH_ARGS, serve_app  # noqa: E402
+from conftest import CHROMIUM, LAUNCH_ARGS, make_reference, serve_app  # noqa: E402
 
 if not Path(CHROMIUM).exists():
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium); this test never downloads a browser",
                 allow_module_level=True)
 sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+PlaywrightTimeout = pytest.importorskip("playwright.sync_api").TimeoutError
+
+from studio_page import start_film  # noqa: E402
 
 from svi_studio.engines.base import Cancelled  # noqa: E402
 from svi_studio.ui import runtime  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "editor-e2e"
 FOURTH = "The cat curls up by the fire and falls asleep"
+THREE = ["A ginger cat wakes up on a windowsill, slow push-in", "The cat jumps down to the floor, pan left",
+         "It trots out of the room, tilt up"]
+NEW_THIRD = "It chases a butterfly into the garden, pan right"
+NEW_FIRST = "A ginger cat yawns and stretches, slow push-in"
 
 
 @pytest.fixture(scope="module")
@@ -79,15 +89,21 @@ def four_shot_film(page, editor_app):
     box = page.locator("#shot-4-prompt textarea")
     box.fill(FOURTH)
     box.blur()
+    return session_where(editor_app, lambda shots: len(shots) == 4 and shots[3].prompt == FOURTH,
+                         "the fourth shot's prompt never reached the server")
+
+
+def session_where(editor_app, holds, failure: str, timeout: float = 30, earlier=()):
+    """The app's session whose shots satisfy `holds(shots)` once the page's edits arrived
+    (never one of the sessions `earlier`: another test's film may look the same)."""
     studio = editor_app[1].studio
-    deadline = time.time() + 30
+    deadline = time.time() + timeout
     while time.time() < deadline:
         for session in list(studio.registry._sessions.values()):
-            shots = session.director.project.shots
-            if len(shots) == 4 and shots[3].prompt == FOURTH:
+            if session not in earlier and holds(session.director.project.shots):
                 return session
         time.sleep(0.1)
-    raise AssertionError("the fourth shot's prompt never reached the server")
+    raise AssertionError(failure)
 
 
 def saved_shots(session) -> list[dict]:
@@ -190,6 +206,147 @@ def test_after_cancel_the_badge_leaves_rendering_within_a_second(page, editor_ap
     assert time.time() - clicked < 1.5
     page.screenshot(path=str(ARTIFACTS / "07-cancelled.png"), full_page=True)
     assert "missing" in page.inner_text("#shot-1-head").lower()
+
+
+class HeldShot:
+    """runtime.render_shot that, the first time the job reaches the shot at film position
+    `index` (0-based), waits until `release()`: `reached` is set when that shot's turn has
+    come, so whatever the test types meanwhile surely lands while that shot renders, on a fast
+    machine or a slow one."""
+
+    def __init__(self, render, index: int):
+        self.render, self.index = render, index
+        self.reached, self.released = threading.Event(), threading.Event()
+
+    def __call__(self, director, index, cancel, *args, **kwargs):
+        if index == self.index and not self.reached.is_set():
+            self.reached.set()
+            self.released.wait(60)  # a failed test never leaves the job hanging for good
+        return self.render(director, index, cancel, *args, **kwargs)
+
+    def release(self) -> None:
+        self.released.set()
+
+
+@pytest.fixture
+def hold_shot(monkeypatch):
+    """hold_shot(index): Render all waits before shot `index` (0-based) until released."""
+    held: list[HeldShot] = []
+
+    def hold(index: int) -> HeldShot:
+        held.append(HeldShot(runtime.render_shot, index))
+        monkeypatch.setattr(runtime, "render_shot", held[-1])
+        return held[-1]
+
+    yield hold
+    for one in held:
+        one.release()
+
+
+def three_shot_film(page, editor_app, reference: Path):
+    """Three written shots on a small reference, 9 frames each; returns the page's session."""
+    earlier = list(editor_app[1].studio.registry._sessions.values())
+    make_reference(160, 96).save(reference)
+    start_film(page, reference, 9, THREE)
+    for name, pixels, note in (("width", 320, "320×"), ("height", 192, "320×192")):  # small, quick clips
+        box = page.locator(f"#setting-{name} input")
+        box.fill(str(pixels))
+        box.blur()  # one at a time: the reply to the first must not land while the second is typed
+        page.wait_for_function("(note) => document.querySelector('#resolution-note').innerText.includes(note)",
+                               arg=note, timeout=10_000)
+    return session_where(editor_app, lambda shots: [shot.prompt for shot in shots] == THREE,
+                         "the three prompts never reached the server", earlier=earlier)
+
+
+def type_prompt(page, number: int, text: str) -> None:
+    box = page.locator(f"#shot-{number}-prompt textarea")
+    box.fill(text)
+    page.locator("#style-prompt textarea").click()  # the box loses focus: its edit is sent
+
+
+def wait_for_prompt(session, index: int, text: str) -> None:
+    deadline = time.time() + 10
+    while session.director.project.shots[index].prompt != text:
+        assert time.time() < deadline, f"shot {index + 1}'s new prompt never reached the server"
+        time.sleep(0.05)
+
+
+def head(page, number: int) -> str:
+    return page.inner_text(f"#shot-{number}-head").lower()
+
+
+def taken_prompts(session) -> list[str | None]:
+    """Each shot's selected take's recipe prompt, read from project.json and its take.json."""
+    store = session.director.store
+    return [store.take(shot["id"], shot["selected_take"]).shot_prompt if shot.get("selected_take") else None
+            for shot in saved_shots(session)]
+
+
+def wait_until_done(page, clips: int) -> None:
+    """Wait for the job's last update: its status line, then every storyboard tile fresh."""
+    try:
+        page.wait_for_function(
+            "(text) => document.querySelector('#job-status').innerText.includes(text)",
+            arg=f"Done: {clips} clips rendered.", timeout=120_000)
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('#storyboard [data-shot-id]')].every(t => t.dataset.status === 'fresh')",
+            timeout=5_000)
+    except PlaywrightTimeout:
+        page.screenshot(path=str(ARTIFACTS / "never-done.png"), full_page=True)
+        raise AssertionError(f"the render never ended with {clips} clips: status {status(page)!r}, "
+                             f"tiles {tile_statuses(page)}, heads {[head(page, n) for n in (1, 2, 3)]}") from None
+
+
+def tile_statuses(page) -> list[str]:
+    return page.eval_on_selector_all("#storyboard [data-shot-id]", "tiles => tiles.map(t => t.dataset.status)")
+
+
+def test_a_later_shot_edited_during_render_all_is_rendered_with_its_new_prompt(page, editor_app, tmp_path,
+                                                                                 hold_shot):
+    session = three_shot_film(page, editor_app, tmp_path / "reference.png")
+    held = hold_shot(0)
+    page.click("#render-all")
+    assert held.reached.wait(30), "Render all never reached shot 1"
+    page.wait_for_function("() => document.querySelector('#shot-1-head').innerText.toLowerCase().includes('rendering')")
+    type_prompt(page, 3, NEW_THIRD)
+    wait_for_prompt(session, 2, NEW_THIRD)
+    page.wait_for_function("() => document.querySelector('#undo').innerText.includes(\"shot 3's prompt\")",
+                           timeout=5_000)  # the edit's reply has reached the page
+    page.screenshot(path=str(ARTIFACTS / "11-shot-3-edited-while-shot-1-renders.png"), full_page=True)
+    assert "rendering" in head(page, 1)
+    held.release()
+
+    wait_until_done(page, 3)
+    page.screenshot(path=str(ARTIFACTS / "12-rendered-with-the-new-prompt.png"), full_page=True)
+    assert taken_prompts(session) == [THREE[0], THREE[1], NEW_THIRD]
+    assert page.locator("#shot-3-prompt textarea").input_value() == NEW_THIRD
+    assert tile_statuses(page) == ["fresh"] * 3
+    assert all("fresh" in head(page, number) for number in (1, 2, 3)), [head(page, n) for n in (1, 2, 3)]
+
+
+def test_an_earlier_shot_edited_during_render_all_is_marked_stale_and_rendered_again(page, editor_app, tmp_path,
+                                                                                      hold_shot):
+    session = three_shot_film(page, editor_app, tmp_path / "reference.png")
+    held = hold_shot(1)
+    page.click("#render-all")
+    assert held.reached.wait(30), "Render all never reached shot 2"
+    page.wait_for_function("() => document.querySelector('#shot-2-head').innerText.toLowerCase().includes('rendering')")
+    type_prompt(page, 1, NEW_FIRST)
+    wait_for_prompt(session, 0, NEW_FIRST)
+    # Shot 1 already has its take: the edit shows it stale while shot 2 still renders.
+    page.wait_for_function("() => document.querySelector('#shot-1-head').innerText.toLowerCase().includes('stale')",
+                           timeout=5_000)
+    page.screenshot(path=str(ARTIFACTS / "13-shot-1-edited-while-shot-2-renders.png"), full_page=True)
+    assert "rendering" in head(page, 2)
+    held.release()
+
+    # The same job renders shot 1 again, then shots 2 and 3 after it: 2 + 3 clips.
+    wait_until_done(page, 5)
+    page.screenshot(path=str(ARTIFACTS / "14-earlier-shot-rendered-again.png"), full_page=True)
+    assert taken_prompts(session) == [NEW_FIRST, THREE[1], THREE[2]]
+    assert page.locator("#shot-1-prompt textarea").input_value() == NEW_FIRST
+    assert tile_statuses(page) == ["fresh"] * 3
+    assert all("fresh" in head(page, number) for number in (1, 2, 3)), [head(page, n) for n in (1, 2, 3)]
 
 
 def test_export_shows_it_is_working_and_disables_its_button(page, editor_app, monkeypatch):
