@@ -525,9 +525,10 @@ def _wire_projects(studio: Studio, demo, state, browser, view, project_list, pro
         try:
             session = registry.get(opened) if opened else None
         except ProjectError as error:  # e.g. a linked folder whose project.json was broken outside the app
-            return [None, gr.update(value="⚠ " + studio.message(error)), *skips[1:], listed(stored, None), named(None)]
-        if session is None:
-            return [None, *skips, listed(stored, None), named(None)]
+            return [gr.skip(), gr.update(value="⚠ " + studio.message(error)), *skips[1:], listed(stored, None),
+                    named(None)]
+        if session is None:  # nothing to reopen: leave the page's session alone (an upload may have made one already)
+            return [gr.skip(), *skips, gr.update(choices=projects.listing(registry, stored)), gr.skip()]
         session.shown = dict(studio.blank)  # a fresh page shows nothing yet: send it everything
         notice = f"Reopened “{session.director.project.name}”."
         return studio.view(session, notice) + [listed(stored, opened), named(opened)]

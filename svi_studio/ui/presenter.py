@@ -123,8 +123,11 @@ def view_model(session: Session, max_shots: int, lora_owners: dict[str, str]) ->
         "storyboard": storyboard.strip_html(director, statuses),
     }
     history = editing.history_of(session)
-    model["undo"] = (f"↶ Undo {history.next_undo()}" if history.next_undo() else "↶ Undo", bool(history.next_undo()))
-    model["redo"] = (f"↷ Redo {history.next_redo()}" if history.next_redo() else "↷ Redo", bool(history.next_redo()))
+    idle = session.job is None  # undo and redo are refused while a render runs: say so by disabling them
+    model["undo"] = (f"↶ Undo {history.next_undo()}" if history.next_undo() else "↶ Undo",
+                     idle and bool(history.next_undo()))
+    model["redo"] = (f"↷ Redo {history.next_redo()}" if history.next_redo() else "↷ Redo",
+                     idle and bool(history.next_redo()))
     for index in range(max_shots):
         if index >= len(statuses):
             model.update({card_key(index, "group"): False, card_key(index, "head"): "",

@@ -128,7 +128,9 @@ class Studio:
         # What the timer refreshes: the preview written in the background, badges (a cancelled
         # render), a prompt saved onto a shot whose card moved before the edit arrived. A box the
         # user is typing in is never touched: its saved value is what the page was last sent.
-        self.tick_keys = ["preview", "film"] + [card_key(i, f) for i in range(max_shots) for f in ("head", "prompt")]
+        # "undo"/"redo": re-enabled by the timer once a render job has ended (its last reply comes before).
+        self.tick_keys = (["preview", "film", "undo", "redo"]
+                          + [card_key(i, f) for i in range(max_shots) for f in ("head", "prompt")])
         self.form_keys = (list(STORY_KEYS) + list(SETTING_FIELDS) + ["loras"]
                           + [card_key(i, f) for f in ("prompt", "seed", "lock", "id") for i in range(max_shots)])
         self.presets = preset_order(list_project_presets())

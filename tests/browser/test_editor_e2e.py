@@ -314,9 +314,11 @@ def test_a_later_shot_edited_during_render_all_is_rendered_with_its_new_prompt(p
                            timeout=5_000)  # the edit's reply has reached the page
     page.screenshot(path=str(ARTIFACTS / "11-shot-3-edited-while-shot-1-renders.png"), full_page=True)
     assert "rendering" in head(page, 1)
+    assert page.locator("#undo").is_disabled()  # undo is refused while rendering, so it is not offered
     held.release()
 
     wait_until_done(page, 3)
+    page.wait_for_function("() => !document.querySelector('#undo').disabled", timeout=5_000)  # offered again
     page.screenshot(path=str(ARTIFACTS / "12-rendered-with-the-new-prompt.png"), full_page=True)
     assert taken_prompts(session) == [THREE[0], THREE[1], NEW_THIRD]
     assert page.locator("#shot-3-prompt textarea").input_value() == NEW_THIRD
