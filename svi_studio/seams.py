@@ -27,7 +27,8 @@ def tail_window(num_frames: int, drop_tail: int) -> tuple[int, int]:
 def seam_score(before: np.ndarray, after: np.ndarray) -> float:
     """before: kept frames of the clip before the cut (T1, H, W, 3) uint8; after: of the clip after it."""
     jump = _mad(before[-1], after[0])
-    steps = [_mad(x, y) for x, y in zip(before[-WINDOW:-1], before[-WINDOW + 1:])]
-    steps += [_mad(x, y) for x, y in zip(after[:WINDOW - 1], after[1:WINDOW])]
+    tail, head = before[-WINDOW:], after[:WINDOW]  # shorter clips: all their frames
+    steps = [_mad(x, y) for x, y in zip(tail[:-1], tail[1:])]
+    steps += [_mad(x, y) for x, y in zip(head[:-1], head[1:])]
     typical = float(np.median(steps)) if steps else 0.0
     return round(jump / max(typical, 0.5), 3)  # 0.5: half a grey level, so still clips don't divide by ~0

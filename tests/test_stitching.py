@@ -92,3 +92,19 @@ def test_too_short_clips_and_empty_films_are_refused():
     with pytest.raises(ValueError):
         stitch([], svi_pro_rule(1))
     assert svi_pro_rule(1).to_dict() == {"drop_head": 5, "drop_tail": 0}
+
+
+@pytest.mark.parametrize("frames", [3, 9, 16, 17, 40])
+def test_seam_score_of_a_steady_move_is_one_step_whatever_the_clip_length(frames):
+    """A pan that goes on across the cut scores ~1 (an ordinary frame step), also for clips shorter
+    than the score's 16-frame window (which once compared each such frame with itself and flagged
+    every cut of a short shot)."""
+    from svi_studio.seams import SEAM_WARN, seam_score
+
+    ramp = 2 * np.arange(32 + 2 * frames + 2)  # a smooth strip: a one-pixel step changes each pixel by 2
+    strip = np.broadcast_to(ramp[None, :, None], (32, ramp.size, 3)).astype(np.uint8)
+    pan = np.stack([strip[:, i:i + 32] for i in range(2 * frames)])  # one pixel per frame
+    before, after = pan[:frames], pan[frames:]
+    assert 0.9 <= seam_score(before, after) <= 1.1
+    jump = after + 16  # the same move, 8 steps further on
+    assert seam_score(before, jump) > SEAM_WARN
