@@ -379,3 +379,29 @@ def test_caption_and_tag(anchor, clip_settings):
     assert not np.array_equal(tag_only, clean)
     empty = render(DraftEngine(tag=False), anchor, clip_settings, "", seed=1).frames
     assert np.array_equal(empty, render(plain, anchor, clip_settings, "", seed=1).frames)
+
+
+def test_captioned_cuts_score_the_picture_not_the_changing_caption(anchor, clip_settings, tmp_path):
+    """With the caption on (the app's default) each shot burns in its own prompt; the seam score
+    compares only the rows above the caption band, so a continuous draft cut is not flagged."""
+    from conftest import make_reference
+    from svi_studio.director import Director
+    from svi_studio.seams import SEAM_WARN
+
+    captioned = DraftEngine(caption=True, tag=True)
+    rows = captioned.picture_rows(HEIGHT, WIDTH)
+    first_prompt = "A cat on a windowsill, slow push in"
+    first = render(captioned, anchor, clip_settings, first_prompt, seed=1)
+    plain = render(DraftEngine(caption=False, tag=True), anchor, clip_settings, first_prompt, seed=1)
+    changed = np.any(first.frames != plain.frames, axis=(0, 2, 3))  # rows the caption touches
+    assert changed.any() and not changed[rows].any()
+    assert rows.stop >= HEIGHT * 3 // 4  # and the band is no taller than it needs to be
+
+    # A smooth reference and short shots: the caption's change is large against a frame step.
+    director = Director.create(tmp_path / "film", captioned, reference=make_reference(),
+                               prompts=[first_prompt, "It jumps down, pan left", "The garden at dusk, tilt up"],
+                               settings={"width": WIDTH, "height": HEIGHT, "num_frames": 9})
+    list(director.render())
+    scores = [director.store.take(shot.id, shot.selected_take).seam["score"] for shot in director.project.shots[1:]]
+    assert all(score <= SEAM_WARN for score in scores), scores
+    assert DraftEngine(caption=False).picture_rows(HEIGHT, WIDTH) == slice(0, HEIGHT)

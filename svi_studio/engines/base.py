@@ -122,6 +122,12 @@ class Engine(ABC):
         Calls on_step after every step; raises Cancelled if cancel.is_set() between steps.
         """
 
+    def picture_rows(self, height: int, width: int) -> slice:
+        """The rows of a height × width frame that show the picture: what a seam score compares.
+        All of them, unless the engine draws something that changes from shot to shot on top
+        (the draft engine's caption)."""
+        return slice(0, height)
+
     def describe(self) -> dict[str, Any]:
         """What to store with a take about the engine that made it."""
         return {"engine": self.name, "preset": self.preset_id, "label": self.label, "is_draft": self.is_draft}

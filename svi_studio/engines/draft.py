@@ -87,6 +87,13 @@ class DraftEngine(Engine):
         """Only the frame size, count and rate: there is no sampler, guidance or LoRA."""
         return frozenset({"width", "height", "num_frames", "fps"})
 
+    def picture_rows(self, height: int, width: int) -> slice:
+        """The rows above the caption band: each shot burns in its own prompt, so with the
+        caption on every cut would otherwise score as a visible jump that no re-roll can fix."""
+        if not self.caption:
+            return slice(0, height)
+        return slice(0, max(1, caption_band_top(width, height)))
+
     def generate_clip(self, request: ClipRequest, on_step: StepCallback | None = None,
                       cancel: CancelToken | None = None) -> Clip:
         """Render the clip: frames (T, H, W, 3) uint8, T = settings.num_frames.
@@ -334,6 +341,12 @@ def caption_overlay(prompt: str, width: int, height: int) -> TextOverlay | None:
     patch = patch.crop((0, 0, min(patch.width, width), min(patch.height, height)))
     top = height - patch.height - padding
     return TextOverlay.from_rgba(patch, max(0, top), max(0, (width - patch.width) // 2))
+
+
+def caption_band_top(width: int, height: int) -> int:
+    """The highest row any caption's box can start at in a width × height frame (a caption's
+    box is as tall as its text's bounding box: capitals with accents and descenders are the tallest)."""
+    return caption_overlay("ÁÇgjy|", width, height).top
 
 
 def tag_overlay(width: int, height: int) -> TextOverlay:

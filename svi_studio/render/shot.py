@@ -130,10 +130,12 @@ class ShotRenderer:
                 clip = engine.generate_clip(request, on_step=engine_step, cancel=cancel)
             generated, finished_at = time.perf_counter(), time.time()
 
-            # 3. Seam against the upstream take's kept frames.
+            # 3. Seam against the upstream take's kept frames, on the rows that show the picture.
             seam = None
             if before is not None:
-                seam = {"upstream_take": upstream_take, "score": seam_score(before, clip.frames[rule.drop_head:])}
+                rows = engine.picture_rows(settings.height, settings.width)
+                seam = {"upstream_take": upstream_take,
+                        "score": seam_score(before[:, rows], clip.frames[rule.drop_head:, rows])}
 
             # 4. Write the take (atomic), then select it. started_at/finished_at (epoch seconds) bracket
             # generate_clip: the load test checks with them that renders never overlap.
