@@ -55,7 +55,7 @@ def test_a_cli_folder_opens_in_place_and_keeps_the_pages_edits(tmp_path, draft):
             page.wait_for_function(
                 "() => document.querySelector('#job-status').innerText.includes('Opened the folder “lighthouse”')")
             assert page.locator("#shot-1-prompt textarea").input_value() == "A lighthouse at dusk, slow push in"
-            page.wait_for_function("() => document.querySelector('#project-name input').value === 'Lighthouse'")
+            page.wait_for_function("() => document.querySelector('#project-name input')?.value === 'Lighthouse'")
             page.locator("#left-panel").screenshot(path=str(ARTIFACTS / "02-opened.png"))
 
             box = page.locator("#shot-2-prompt textarea")
@@ -69,7 +69,7 @@ def test_a_cli_folder_opens_in_place_and_keeps_the_pages_edits(tmp_path, draft):
             page.wait_for_function("() => (document.querySelector('#job-status')?.innerText ?? '').includes('Reopened')")
             assert page.locator("#shot-2-prompt textarea").input_value() == "The beam sweeps a stormy sea"
             page.click("#projects")
-            page.wait_for_function("() => document.querySelector('#project-name input').value === 'Lighthouse'")
+            page.wait_for_function("() => document.querySelector('#project-name input')?.value === 'Lighthouse'")
             page.screenshot(path=str(ARTIFACTS / "03-reloaded.png"), full_page=True)
         finally:
             browser.close()
