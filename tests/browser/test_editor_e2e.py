@@ -258,16 +258,24 @@ def three_shot_film(page, editor_app, reference: Path):
                          "the three prompts never reached the server", earlier=earlier)
 
 
-def type_prompt(page, number: int, text: str) -> None:
+def render_all_held_at(page, hold_shot, number: int) -> "HeldShot":
+    """Click Render all and return once shot `number` (1-based) is rendering and held there."""
+    held = hold_shot(number - 1)
+    page.click("#render-all")
+    assert held.reached.wait(30), f"Render all never reached shot {number}"
+    page.wait_for_function(f"() => document.querySelector('#shot-{number}-head').innerText.toLowerCase()"
+                           ".includes('rendering')")
+    return held
+
+
+def edit_prompt(page, session, number: int, text: str) -> None:
+    """Type a new prompt into card `number` and wait until the server has it."""
     box = page.locator(f"#shot-{number}-prompt textarea")
     box.fill(text)
     page.locator("#style-prompt textarea").click()  # the box loses focus: its edit is sent
-
-
-def wait_for_prompt(session, index: int, text: str) -> None:
     deadline = time.time() + 10
-    while session.director.project.shots[index].prompt != text:
-        assert time.time() < deadline, f"shot {index + 1}'s new prompt never reached the server"
+    while session.director.project.shots[number - 1].prompt != text:
+        assert time.time() < deadline, f"shot {number}'s new prompt never reached the server"
         time.sleep(0.05)
 
 
@@ -304,12 +312,8 @@ def tile_statuses(page) -> list[str]:
 def test_a_later_shot_edited_during_render_all_is_rendered_with_its_new_prompt(page, editor_app, tmp_path,
                                                                                  hold_shot):
     session = three_shot_film(page, editor_app, tmp_path / "reference.png")
-    held = hold_shot(0)
-    page.click("#render-all")
-    assert held.reached.wait(30), "Render all never reached shot 1"
-    page.wait_for_function("() => document.querySelector('#shot-1-head').innerText.toLowerCase().includes('rendering')")
-    type_prompt(page, 3, NEW_THIRD)
-    wait_for_prompt(session, 2, NEW_THIRD)
+    held = render_all_held_at(page, hold_shot, 1)
+    edit_prompt(page, session, 3, NEW_THIRD)
     page.wait_for_function("() => document.querySelector('#undo').innerText.includes(\"shot 3's prompt\")",
                            timeout=5_000)  # the edit's reply has reached the page
     page.screenshot(path=str(ARTIFACTS / "11-shot-3-edited-while-shot-1-renders.png"), full_page=True)
@@ -329,12 +333,8 @@ def test_a_later_shot_edited_during_render_all_is_rendered_with_its_new_prompt(p
 def test_an_earlier_shot_edited_during_render_all_is_marked_stale_and_rendered_again(page, editor_app, tmp_path,
                                                                                       hold_shot):
     session = three_shot_film(page, editor_app, tmp_path / "reference.png")
-    held = hold_shot(1)
-    page.click("#render-all")
-    assert held.reached.wait(30), "Render all never reached shot 2"
-    page.wait_for_function("() => document.querySelector('#shot-2-head').innerText.toLowerCase().includes('rendering')")
-    type_prompt(page, 1, NEW_FIRST)
-    wait_for_prompt(session, 0, NEW_FIRST)
+    held = render_all_held_at(page, hold_shot, 2)
+    edit_prompt(page, session, 1, NEW_FIRST)
     # Shot 1 already has its take: the edit shows it stale while shot 2 still renders.
     page.wait_for_function("() => document.querySelector('#shot-1-head').innerText.toLowerCase().includes('stale')",
                            timeout=5_000)
