@@ -123,6 +123,13 @@ class Director:
     def open(cls, root: str | Path, engine: Engine | None) -> "Director":
         return cls(ProjectStore.load(root), engine)
 
+    def refresh(self) -> bool:
+        """Read project.json again if another program saved it since this Director did (see
+        ProjectStore.refresh); True when the project was replaced. The render loop and the app
+        call it themselves; a script that keeps a Director open while the CLI or the app edits
+        the same folder calls it before changing anything."""
+        return self.store.refresh()
+
     def _adopt_engine(self) -> None:
         """A project opened with another engine keeps prompts, seeds and takes; sampler
         settings and resolution switch to the new engine's defaults (its takes become stale)."""
@@ -521,6 +528,7 @@ class Director:
     def adopt_take(self, shot_id: str, take_id: str) -> None:
         """Select a complete take that another copy of this project wrote (a ZeroGPU worker
         process): merged into this Director's project, so edits made meanwhile survive."""
+        self.store.refresh()
         shot = self.project.shots[self.project.shot_index(shot_id)]
         take = self.store.take(shot_id, take_id)
         if take_id not in shot.takes:

@@ -424,14 +424,17 @@ def test_gpu_call_in_a_forked_worker_keeps_the_parents_edits(tmp_path, reference
 def test_a_cancelled_reroll_keeps_the_shot_as_it_was(studio, reference_image):
     session = _ready_session(studio, ["one", "two"], reference_image)
     list(jobs.render_all(session))
-    shot = session.director.project.shots[1]
-    seed, take = shot.seed, shot.selected_take
+
+    def shot():  # looked up each time: a job may reload project.json that its GPU call wrote
+        return session.director.project.shots[1]
+
+    seed, take = shot().seed, shot().selected_take
     session.cancel.set()
     assert list(jobs.regenerate(session, 1))[-1].kind == "cancelled"
-    assert (shot.seed, shot.selected_take) == (seed, take)
+    assert (shot().seed, shot().selected_take) == (seed, take)
     assert [s.status for s in session.director.statuses()] == ["fresh", "fresh"]
     reroll = [u for u in jobs.regenerate(session, 1) if u.kind == "clip"][0]  # and a real one rolls the seed
-    assert shot.selected_take == reroll.event.take_id != take and shot.seed != seed
+    assert shot().selected_take == reroll.event.take_id != take and shot().seed != seed
 
 
 def test_idle_session_folders_are_swept_and_the_page_starts_over(studio):

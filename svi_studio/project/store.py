@@ -14,6 +14,13 @@ partial only when no other process holds the lock, or when its writer is gone.
 
 A failed save changes nothing: the in-memory project returns to what project.json
 holds, and the store never writes a project that `Project.from_dict` would refuse.
+
+Another program may save the same project.json (the CLI rendering a folder the app opened
+in place, a GPU worker's copy of the project). `refresh()` reads it again when its stamp
+changed, and the places that change a project after a wait call it first: the render loop
+before planning each shot, the take record after a clip, the app before every event. So a
+save puts back nothing the other program wrote, except within the few milliseconds of one
+change (there is no lock across programs for edits; the render lock keeps renders apart).
 """
 
 from __future__ import annotations
@@ -302,6 +309,16 @@ def _abandoned(partial: Path, state: str) -> bool:
     return time.time() - started > PARTIAL_STALE_S
 
 
+def _file_stamp(path: Path) -> tuple[int, int, int] | None:
+    """(inode, mtime ns, size) of a file, None when it is missing: every atomic write of
+    project.json (a rename onto it) gives it a new stamp."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+
 def image_fingerprint(path: str | Path) -> str:
     """sha256 (first 16 hex) of an image file; cached per (path, size, mtime), since status
     asks for the reference's fingerprint once per shot on every refresh."""
@@ -324,6 +341,7 @@ class ProjectStore:
         self._takes: dict[tuple[str, str], tuple[tuple[int, int, int], Take]] = {}  # see take()
         self._clips: dict[tuple[str, str], tuple] = {}  # clip file versions check_clip found sound
         self._saved = copy.deepcopy(project.to_dict())  # what project.json holds (see save())
+        self._disk_stamp: tuple[int, int, int] | None = None  # project.json as last read or written (see refresh())
 
     # -- create / load / save ---------------------------------------------------------------
 
@@ -345,6 +363,7 @@ class ProjectStore:
         path = root / PROJECT_FILE
         if not path.is_file():
             raise ProjectError(f"the folder {root.name!r} holds no {PROJECT_FILE}: it is not an SVI Studio project.")
+        stamp = _file_stamp(path)  # before reading: a write in between is seen by the next refresh()
         try:
             data = read_json(path, PROJECT_FILE, MAX_PROJECT_JSON_BYTES,
                              "The file and every take were left as they are; restore project.json from a bundle "
@@ -352,6 +371,7 @@ class ProjectStore:
         except OSError as error:
             raise ProjectError(f"{PROJECT_FILE} cannot be read ({error.strerror}); it was left as it is.") from None
         store = cls(root, Project.from_dict(data))
+        store._disk_stamp = stamp
         store._recover()
         return store
 
@@ -369,6 +389,7 @@ class ProjectStore:
         try:
             Project.from_dict(copy.deepcopy(data))  # never write a project file the loader would refuse
             atomic_write_json(self.root / PROJECT_FILE, data)
+            self._disk_stamp = _file_stamp(self.root / PROJECT_FILE)
         except OSError as error:
             self._restore()
             raise storage_error(error, "the project", self.root) from None
@@ -376,6 +397,36 @@ class ProjectStore:
             self._restore()
             raise
         self._saved = copy.deepcopy(data)
+
+    def refresh(self) -> bool:
+        """Read project.json again if another program wrote it since this store last read or
+        wrote it (the CLI rendering or editing a folder the app opened in place, a GPU worker's
+        copy of the project, another server); True when the in-memory project was replaced.
+
+        Every change here is saved at once, so nothing unsaved is lost by the reload; callers
+        refresh before they change the project, so that their save does not put back what the
+        other program replaced. A file that changed but holds what this store last saved, or
+        that cannot be read now, leaves the in-memory project as it is (a broken file is
+        reported when the project is next opened)."""
+        path = self.root / PROJECT_FILE
+        stamp = _file_stamp(path)
+        if stamp is None or stamp == self._disk_stamp:
+            return False
+        try:
+            data = read_json(path, PROJECT_FILE, MAX_PROJECT_JSON_BYTES)
+            fresh = Project.from_dict(data)
+        except (OSError, ProjectError) as error:
+            log.warning("project.json of %s changed on disk but cannot be read (%s); keeping the copy in memory",
+                        self.root, error)
+            return False
+        self._disk_stamp = stamp
+        saved = fresh.to_dict()
+        if saved == self._saved:
+            return False
+        self.project, self._saved = fresh, copy.deepcopy(saved)
+        log.info("project.json of %s was changed by another program; reloaded (revision %d)",
+                 self.root, fresh.revision)
+        return True
 
     def _restore(self) -> None:
         """Put the in-memory project back to the last state saved (or loaded)."""

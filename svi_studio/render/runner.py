@@ -47,8 +47,11 @@ def run_job(director: "Director", plan: RenderPlan, render_one: RenderOne, cance
         if cancel is not None and cancel.is_set():
             yield DoneEvent(rendered=rendered, cancelled=True)
             return
-        # 1. The next shot, planned under the lock (the page may be editing meanwhile).
+        # 1. The next shot, planned under the lock (the page may be editing meanwhile) on
+        # project.json as it is now (another program, e.g. the app on a folder this CLI renders,
+        # may have saved edits since the last clip).
         with lock:
+            director.store.refresh()
             index = director.next_shot(plan, rendered)
             if index is None:
                 break

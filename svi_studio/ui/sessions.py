@@ -249,7 +249,9 @@ class SessionRegistry:
             if session is not None:
                 self._sessions.move_to_end(token)
                 session.last_used = time.time()
-                return session
+        if session is not None:
+            self._refresh(session)
+            return session
         if not (folder / "project").is_dir():
             return None
         director = Director.open(folder / "project", self.engine)
@@ -258,6 +260,19 @@ class SessionRegistry:
         session.style_loras = [name for name, owner in self.lora_owners.items() if owner == token]
         self._remember(session)
         return session
+
+    @staticmethod
+    def _refresh(session: Session) -> None:
+        """Pick up what another program saved to the session's project.json (the CLI on a
+        folder opened in place, the GPU worker's copy): ProjectStore.refresh, under the
+        session's lock. When the lock is busy (a plan or an edit in progress), the next event
+        refreshes instead of waiting."""
+        if not session.lock.acquire(blocking=False):
+            return
+        try:
+            session.director.store.refresh()
+        finally:
+            session.lock.release()
 
     def ensure(self, token: str | None) -> Session:
         """The session of `token`, or a new one when it has none yet (or its folder was swept:
