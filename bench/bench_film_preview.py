@@ -11,6 +11,8 @@ Measured per film length (2 and 24 shots, every clip the draft engine's real 81 
   update after a move           the last shot moved one place earlier
   update after a one-shot change  one shot re-rolled (only its segment prepared; counted)
 Prints medians of --repeats and the 24-shot / 2-shot ratios (target <= 1.5 for the new path).
+Also the floor of any stream-copy join: ffmpeg copying the same frames' packets to nowhere
+(`count_frames` on the assembled preview), which grows with the film as the join does.
 """
 
 from __future__ import annotations
@@ -101,6 +103,8 @@ def main() -> None:
             seconds, cache = timed(new_path, director, out_new)
             results.setdefault(("one-shot change", "new", shots), []).append(seconds)
             prepared_after_change.setdefault(shots, []).append(len(cache.prepared))
+            # 5. The floor: one ffmpeg run stream-copying the film's packets, with no output file.
+            results.setdefault(("copy floor", "new", shots), []).append(timed(count_frames, out_new)[0])
     for director, _, out_new in films.values():
         expected = sum(segment.end - segment.start for segment in director.film_segments())
         assert count_frames(out_new) == expected, "the assembled preview lost frames"
@@ -112,6 +116,9 @@ def main() -> None:
             many = statistics.median(results[(update, path, 24)])
             target = "<= 1.5" if path == "new" else ""
             print(f"{update:18} {path:4} {two:10.3f} {many:11.3f} {many / two:7.2f}  {target}")
+    floor = {shots: statistics.median(results[("copy floor", "new", shots)]) for shots in (2, 24)}
+    print(f"{'copy floor':18} {'':4} {floor[2]:10.3f} {floor[24]:11.3f} {floor[24] / floor[2]:7.2f}  "
+          "(ffmpeg -c copy of the same packets to null)")
     for update in UPDATES:
         for shots in (2, 24):
             old = statistics.median(results[(update, "old", shots)])
