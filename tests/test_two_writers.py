@@ -90,6 +90,30 @@ def test_a_take_recorded_after_an_edit_made_while_its_clip_rendered_keeps_the_ed
     assert renderer.project.shots[1].prompt == "typed while shot 1 rendered"  # the renderer's copy caught up
 
 
+def test_a_take_is_kept_when_another_thread_re_read_the_project_while_its_clip_rendered(tmp_path, draft,
+                                                                                         monkeypatch):
+    """One Director shared by two threads: the page's event re-reads project.json (after the CLI
+    saved) while the render thread's clip is generating. The take must land in the new copy."""
+    root = tmp_path / "film"
+    shared = make_film(root, draft, ["one", "two"])
+    terminal = Director.open(root, draft)
+    generate = type(draft).generate_clip
+
+    def refresh_meanwhile(self, *args, **kwargs):
+        clip = generate(self, *args, **kwargs)
+        terminal.set_shot(1, prompt="from the terminal")
+        assert shared.refresh()  # what the page's next event does, on its own thread
+        return clip
+
+    monkeypatch.setattr(type(draft), "generate_clip", refresh_meanwhile)
+    event = shared.render_shot(0, seed=11)
+
+    for project in (shared.project, Director.open(root, draft).project):
+        assert project.shots[0].takes == [event.take_id] and project.shots[0].selected_take == event.take_id
+        assert project.shots[0].seed == 11  # the re-roll's seed came with its take
+        assert project.shots[1].prompt == "from the terminal"
+
+
 def test_a_shot_deleted_elsewhere_while_it_renders_keeps_no_take(tmp_path, draft, monkeypatch):
     root = tmp_path / "film"
     renderer = make_film(root, draft, ["one", "two"])

@@ -171,16 +171,18 @@ class ShotRenderer:
         the previous take stays selected and no folder of the new take is left behind.
 
         If another program saved project.json while the clip rendered, the take is added to
-        the project as it is on disk now (its edits are kept; the shot is found by id). A
-        shot deleted meanwhile gets no take: its folder is removed and ProjectError says so."""
-        if self.store.refresh():
-            try:
-                shot = self.director.project.shots[self.director.project.shot_index(shot.id)]
-            except ProjectError:
-                self.store.delete_take_files(shot.id, take.id)
-                raise ProjectError("this shot was deleted by another program while it rendered; "
-                                   "its new clip was not kept.") from None
-            shot.seed = take.seed  # a re-roll's seed lived only on the replaced copy (as adopt_take does)
+        the project as it is on disk now (its edits are kept; the shot is found by id, whoever
+        re-read the file: this call, or another thread sharing the Director). A shot deleted
+        meanwhile gets no take: its folder is removed and ProjectError says so."""
+        self.store.refresh()
+        current = next((s for s in self.director.project.shots if s.id == shot.id), None)
+        if current is None:
+            self.store.delete_take_files(shot.id, take.id)
+            raise ProjectError("this shot was deleted by another program while it rendered; "
+                               "its new clip was not kept.")
+        if current is not shot:  # the project was re-read while the clip rendered
+            current.seed = take.seed  # a re-roll's seed lived only on the replaced copy (as adopt_take does)
+            shot = current
         before = (list(shot.takes), shot.selected_take)
         shot.takes.append(take.id)
         shot.selected_take = take.id
