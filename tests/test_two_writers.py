@@ -29,6 +29,18 @@ def make_film(root: Path, draft, prompts: list[str]) -> Director:
     return Director.create(root, draft, reference=make_reference(96, 64), prompts=prompts, settings=TINY)
 
 
+def while_each_clip_renders(monkeypatch, draft, action) -> None:
+    """Run `action()` after the draft engine made a clip and before its take is recorded."""
+    generate = type(draft).generate_clip
+
+    def generate_then_act(self, *args, **kwargs):
+        clip = generate(self, *args, **kwargs)
+        action()
+        return clip
+
+    monkeypatch.setattr(type(draft), "generate_clip", generate_then_act)
+
+
 def on_disk(root: Path) -> dict:
     return json.loads((root / "project.json").read_text())
 
@@ -74,14 +86,7 @@ def test_a_take_recorded_after_an_edit_made_while_its_clip_rendered_keeps_the_ed
     root = tmp_path / "film"
     renderer = make_film(root, draft, ["one", "two"])
     app = Director.open(root, draft)
-    generate = type(draft).generate_clip
-
-    def edit_meanwhile(self, *args, **kwargs):
-        clip = generate(self, *args, **kwargs)
-        app.set_shot(1, prompt="typed while shot 1 rendered")
-        return clip
-
-    monkeypatch.setattr(type(draft), "generate_clip", edit_meanwhile)
+    while_each_clip_renders(monkeypatch, draft, lambda: app.set_shot(1, prompt="typed while shot 1 rendered"))
     event = renderer.render_shot(0)
 
     shots = on_disk(root)["shots"]
@@ -97,15 +102,11 @@ def test_a_take_is_kept_when_another_thread_re_read_the_project_while_its_clip_r
     root = tmp_path / "film"
     shared = make_film(root, draft, ["one", "two"])
     terminal = Director.open(root, draft)
-    generate = type(draft).generate_clip
-
-    def refresh_meanwhile(self, *args, **kwargs):
-        clip = generate(self, *args, **kwargs)
+    def terminal_edits_then_page_refreshes():
         terminal.set_shot(1, prompt="from the terminal")
         assert shared.refresh()  # what the page's next event does, on its own thread
-        return clip
 
-    monkeypatch.setattr(type(draft), "generate_clip", refresh_meanwhile)
+    while_each_clip_renders(monkeypatch, draft, terminal_edits_then_page_refreshes)
     event = shared.render_shot(0, seed=11)
 
     for project in (shared.project, Director.open(root, draft).project):
@@ -121,14 +122,7 @@ def test_a_shot_deleted_elsewhere_while_it_renders_keeps_no_take(tmp_path, draft
     doomed = renderer.project.shots[1].id
     before = set((root / "takes" / doomed).iterdir())
     app = Director.open(root, draft)
-    generate = type(draft).generate_clip
-
-    def delete_meanwhile(self, *args, **kwargs):
-        clip = generate(self, *args, **kwargs)
-        app.delete_shot(1)
-        return clip
-
-    monkeypatch.setattr(type(draft), "generate_clip", delete_meanwhile)
+    while_each_clip_renders(monkeypatch, draft, lambda: app.delete_shot(1))
     with pytest.raises(ProjectError, match="deleted by another program while it rendered"):
         renderer.render_shot(1, seed=7)
 
