@@ -528,7 +528,7 @@ class Director:
     def adopt_take(self, shot_id: str, take_id: str) -> None:
         """Select a complete take that another copy of this project wrote (a ZeroGPU worker
         process): merged into this Director's project, so edits made meanwhile survive."""
-        self.store.refresh()
+        self.refresh()
         shot = self.project.shots[self.project.shot_index(shot_id)]
         take = self.store.take(shot_id, take_id)
         if take_id not in shot.takes:

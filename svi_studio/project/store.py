@@ -309,14 +309,18 @@ def _abandoned(partial: Path, state: str) -> bool:
     return time.time() - started > PARTIAL_STALE_S
 
 
+def _version(stat: os.stat_result) -> tuple[int, int, int]:
+    """A file's version as the caches here compare it: (mtime ns, size, inode). Every atomic
+    write (a rename onto the file) gives it a new one."""
+    return stat.st_mtime_ns, stat.st_size, stat.st_ino
+
+
 def _file_stamp(path: Path) -> tuple[int, int, int] | None:
-    """(inode, mtime ns, size) of a file, None when it is missing: every atomic write of
-    project.json (a rename onto it) gives it a new stamp."""
+    """_version of the file at `path`, None when it cannot be read (missing)."""
     try:
-        stat = os.stat(path)
+        return _version(os.stat(path))
     except OSError:
         return None
-    return stat.st_ino, stat.st_mtime_ns, stat.st_size
 
 
 def image_fingerprint(path: str | Path) -> str:
@@ -536,7 +540,7 @@ class ProjectStore:
             stat = path.stat()
         except FileNotFoundError:
             raise BrokenTake(f"{path} is missing.") from None
-        version = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        version = _version(stat)
         cached = self._takes.get((shot_id, take_id))
         if cached is None or cached[0] != version:
             cached = (version, self._read_take(path, shot_id, take_id))
@@ -577,7 +581,7 @@ class ProjectStore:
             raise self._broken(take_id, f"{self._relative(path)} is missing") from None
         except OSError as error:
             raise self._unavailable(path, error) from None
-        version = (stat.st_mtime_ns, stat.st_size, stat.st_ino, take.num_frames, take.width, take.height, take.fps)
+        version = (*_version(stat), take.num_frames, take.width, take.height, take.fps)
         if self._clips.get((shot_id, take_id)) == version:
             return take
         try:
@@ -707,8 +711,7 @@ class ProjectStore:
                 raise storage_error(error, "the new take", final.parent) from None
             raise
         clip = (final / CLIP_FILE).stat()  # write_mp4 checked it holds every frame: no need to probe it again
-        self._clips[(take.shot_id, take.id)] = (clip.st_mtime_ns, clip.st_size, clip.st_ino, take.num_frames,
-                                                take.width, take.height, take.fps)
+        self._clips[(take.shot_id, take.id)] = (*_version(clip), take.num_frames, take.width, take.height, take.fps)
 
     def update_take(self, take: Take) -> None:
         atomic_write_json(self.take_dir(take.shot_id, take.id) / TAKE_FILE, take.to_dict())

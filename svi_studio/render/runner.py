@@ -51,7 +51,7 @@ def run_job(director: "Director", plan: RenderPlan, render_one: RenderOne, cance
         # project.json as it is now (another program, e.g. the app on a folder this CLI renders,
         # may have saved edits since the last clip).
         with lock:
-            director.store.refresh()
+            director.refresh()
             index = director.next_shot(plan, rendered)
             if index is None:
                 break

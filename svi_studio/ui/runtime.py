@@ -18,11 +18,9 @@ process.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections import OrderedDict
-from pathlib import Path
 from typing import Any
 
 from ..director import ClipEvent, Director, StepEvent
@@ -30,7 +28,6 @@ from ..engines import load_engine
 from ..engines.base import Cancelled, Engine, EngineError
 from ..errors import UserError
 from ..project.model import ProjectError
-from ..project.store import PROJECT_FILE
 from ..settings import normalise_settings
 from . import live
 from .gpu import estimate_seconds
@@ -91,31 +88,23 @@ def engine_by_preset(preset_id: str) -> Engine:
 
 # One job renders its shots back to back (its event holds the render slot throughout),
 # so one cached project is enough.
-_WORKER_DIRECTORS: OrderedDict[str, tuple[str, Director]] = OrderedDict()
+_WORKER_DIRECTORS: OrderedDict[str, Director] = OrderedDict()
 _WORKER_KEEP = 1
 
 
-def _project_digest(project_dir: str) -> str:
-    return hashlib.sha256((Path(project_dir) / PROJECT_FILE).read_bytes()).hexdigest()
-
-
 def _worker_director(project_dir: str, engine: Engine) -> Director:
-    """The project opened from disk, reused while project.json holds what it held when this
-    worker last saw it (keeps the anchor and the upstream frames cached from one shot of
-    a job to the next; any edit saved in between makes it reopen)."""
-    digest = _project_digest(project_dir)
+    """The project opened from disk, kept from one shot of a job to the next (with its anchor
+    and upstream frames cached) and re-read whenever project.json was saved by another copy
+    meanwhile (the session's edits: Director.refresh)."""
     cached = _WORKER_DIRECTORS.get(project_dir)
-    if cached is None or cached[0] != digest or cached[1].engine is not engine:
-        _WORKER_DIRECTORS[project_dir] = (digest, Director.open(project_dir, engine))
+    if cached is None or cached.engine is not engine:
+        _WORKER_DIRECTORS[project_dir] = Director.open(project_dir, engine)
+    else:
+        cached.refresh()
     _WORKER_DIRECTORS.move_to_end(project_dir)
     while len(_WORKER_DIRECTORS) > _WORKER_KEEP:
         _WORKER_DIRECTORS.popitem(last=False)
-    return _WORKER_DIRECTORS[project_dir][1]
-
-
-def _remember_saved(project_dir: str, director: Director) -> None:
-    """After the worker's own save: the cache is still in step with the disk."""
-    _WORKER_DIRECTORS[project_dir] = (_project_digest(project_dir), director)
+    return _WORKER_DIRECTORS[project_dir]
 
 
 def estimate_shot_seconds(project_dir: str, index: int, shot_id: str, engine_preset: str, *args: Any, **kwargs: Any) -> int:
@@ -161,7 +150,6 @@ def render_shot_on_gpu(project_dir: str, index: int, shot_id: str, engine_preset
         live.BOARD.start(project_dir, index, job_index, job_size)  # the page's live preview and ETA
         event = director.render_shot(index, cancel=cancel, on_step=live.BOARD.callback(project_dir, on_step),
                                      job_index=job_index, job_size=job_size, seed=seed)
-        _remember_saved(project_dir, director)
         ok = True
         return {"ok": True, "event": event.to_dict()}
     except Cancelled:
