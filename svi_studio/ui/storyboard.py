@@ -213,6 +213,18 @@ const seek = (seconds, play) => {
   if (play) video.play().catch(() => {});
 };
 let stopAt = null;
+// A play-across-cut stops on the first frame shown at or past stopAt: checked per presented
+// frame (requestVideoFrameCallback), so a busy page's late timer cannot carry it past; the
+// 200 ms poll below is the fallback where the callback is missing.
+const stopOnFrame = (video) => {
+  if (!video || !video.requestVideoFrameCallback) return;
+  const check = (now, frame) => {
+    if (stopAt === null) return;
+    if (frame.mediaTime >= stopAt) { video.pause(); stopAt = null; return; }
+    video.requestVideoFrameCallback(check);
+  };
+  video.requestVideoFrameCallback(check);
+};
 const move = (index, offset) => {
   window.__sviStripFocus = index + offset;
   const tile = tiles()[index];
@@ -224,6 +236,7 @@ element.addEventListener('click', (event) => {
     const at = parseFloat(cut.dataset.cutAt);
     stopAt = at + 1;
     seek(at - 1, true);
+    stopOnFrame(film());
     return;
   }
   const tile = event.target.closest('.svi-tile');
